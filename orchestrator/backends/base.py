@@ -1,0 +1,151 @@
+"""The backend interface: one small contract, several executors (local, modelarts).
+
+Value objects are frozen dataclasses. Every method may block for the network or disk;
+``deploy`` blocks until the service is running, failed, or its timeout passed. Every
+``delete_*``/``stop_*`` is idempotent: deleting what is already gone is not an error.
+Errors a user can fix raise ``orchestrator.errors.UserError``; everything else raises
+``BackendError`` with a message that names the resource.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Iterable, Protocol
+
+JOB_PHASES = ("Creating", "Pending", "Running", "Completed", "Failed", "Terminated")
+JOB_TERMINAL = frozenset({"Completed", "Failed", "Terminated"})
+SERVICE_STATES = ("deploying", "running", "stopped", "failed", "concerning")
+
+
+class BackendError(Exception):
+    """A backend operation failed (not the user's input)."""
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    name: str                      # unique, carries the run id
+    run_id: str
+    code_dir: str                  # local folder holding the training code
+    boot_file: str                 # relative to code_dir
+    data_url: str                  # obs:// prefix staged as --data_url
+    train_url: str                 # obs:// prefix receiving the outputs
+    hyperparameters: tuple[tuple[str, str], ...] = ()
+    flavor: str = "modelarts.vm.cpu.8u"
+    instance_count: int = 1
+    envs: tuple[tuple[str, str], ...] = ()
+    max_runtime_s: float | None = None
+    include_dirs: tuple[str, ...] = ()   # local folders whose files are shipped inside the code folder
+
+
+@dataclass(frozen=True)
+class JobRef:
+    id: str
+    name: str
+
+
+@dataclass(frozen=True)
+class JobState:
+    phase: str                     # one of JOB_PHASES
+    reason: str = ""
+    since: float = field(default_factory=time.time)
+
+    @property
+    def terminal(self) -> bool:
+        return self.phase in JOB_TERMINAL
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    version: str
+    run_id: str
+    source_location: str           # obs:// prefix whose model/ folder is the package
+    model_type: str = "MXNet"
+    model_algorithm: str = "image_classification"
+    runtime: str = "python3.7"
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    id: str
+    name: str
+    version: str
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    model_id: str
+    weight: int = 100
+    flavor: str = "modelarts.vm.cpu.2u"
+    instance_count: int = 1
+    envs: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    name: str
+    run_id: str
+    configs: tuple[ServiceConfig, ...]
+    deploy_timeout_s: float = 300.0
+
+
+@dataclass(frozen=True)
+class ServiceRef:
+    id: str
+    name: str
+    url: str                       # where predictions are POSTed
+
+
+@dataclass(frozen=True)
+class Prediction:
+    status: int
+    body: dict
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Resource:
+    """Something a run created that costs money or space until deleted."""
+
+    kind: str                      # object_prefix | job | model | service | temp_dir
+    id: str
+    name: str
+    run_id: str
+    detail: str = ""
+
+
+class Storage(Protocol):
+    def put(self, local_path: str, uri: str) -> "TransferStats": ...
+    def get(self, uri: str, local_path: str) -> "TransferStats": ...
+    def exists(self, uri: str) -> bool: ...
+    def list(self, prefix: str) -> list[str]: ...
+    def delete(self, prefix: str) -> int: ...
+
+
+@dataclass(frozen=True)
+class TransferStats:
+    files: int = 0
+    skipped: int = 0
+    bytes: int = 0
+
+
+class Backend(Protocol):
+    """What the pipeline needs from an executor. See the module docstring for the rules."""
+
+    name: str
+    storage: Storage
+
+    def submit_job(self, spec: JobSpec) -> JobRef: ...
+    def job_status(self, ref: JobRef) -> JobState: ...
+    def job_logs(self, ref: JobRef, since: int = 0) -> tuple[list[str], int]:
+        """Log lines after offset ``since`` and the new offset (poll with it)."""
+    def stop_job(self, ref: JobRef) -> None: ...
+    def delete_job(self, ref: JobRef) -> None: ...
+    def import_model(self, spec: ModelSpec) -> ModelRef: ...
+    def delete_model(self, ref: ModelRef) -> None: ...
+    def deploy(self, spec: ServiceSpec) -> ServiceRef: ...
+    def predict(self, ref: ServiceRef, filename: str, content: bytes) -> Prediction: ...
+    def delete_service(self, ref: ServiceRef) -> None: ...
+    def list_resources(self, run_id: str | None = None) -> Iterable[Resource]: ...
+    def delete_resource(self, resource: Resource) -> None: ...

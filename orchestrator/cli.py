@@ -1,0 +1,233 @@
+"""``python -m orchestrator``: run, validate, plan, status, logs, cleanup, schema.
+
+Exit codes: 0 success, 1 a step failed (after teardown), 2 the user's input is wrong
+(one message naming file, line and key; no traceback), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from .errors import Interrupted, StepFailed, UserError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args) or 0
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="orchestrator", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, func, help_: str, pipeline: bool = False) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=help_, description=help_)
+        if pipeline:
+            sp.add_argument("pipeline", type=Path, help="the pipeline file (pipeline.yaml)")
+        sp.add_argument("--config", type=Path, help="config.json with backend profiles (default: found next to the "
+                                                    "pipeline or in the current folder)")
+        sp.set_defaults(func=func)
+        return sp
+
+    sp = add("run", cmd_run, "run every step: prepare, upload, train, import, deploy, predict, teardown", True)
+    sp.add_argument("--profile", help="backend profile of config.json (overrides the pipeline's)")
+    sp.add_argument("--json", action="store_true", help="print a machine-readable summary instead of the live view")
+    sp.add_argument("--keep", action="store_true", help="leave everything running (teardown.when=never)")
+    sp.add_argument("-v", "--verbose", action="store_true", help="show every job log line")
+    sp = add("validate", cmd_validate, "check a pipeline file without side effects", True)
+    sp.add_argument("--profile")
+    sp = add("plan", cmd_plan, "show the steps, names and emulation notes of a run (no side effects)", True)
+    sp.add_argument("--profile")
+    sp.add_argument("--json", action="store_true")
+    sp = add("status", cmd_status, "list runs, or one run's resources")
+    sp.add_argument("run", nargs="?", help="a run id (or a unique prefix)")
+    sp.add_argument("--json", action="store_true")
+    sp = add("logs", cmd_logs, "print a run's logs")
+    sp.add_argument("run", help="a run id (or a unique prefix)")
+    sp.add_argument("--follow", "-f", action="store_true", help="keep printing while the run is going")
+    sp = add("cleanup", cmd_cleanup, "remove whatever finished or crashed runs left behind")
+    sp.add_argument("--dry-run", action="store_true", help="only list what would be removed")
+    sp.add_argument("--run", help="only this run")
+    sp.add_argument("--json", action="store_true")
+    sp = sub.add_parser("schema", help="print the JSON Schema of pipeline.yaml (for editors)")
+    sp.add_argument("--output", type=Path)
+    sp.set_defaults(func=cmd_schema)
+    return p
+
+
+def cmd_run(args) -> int:
+    from .display import Display, summary
+    from .factory import open_pipeline
+    from rich.console import Console
+
+    console = Console(stderr=args.json)
+    display = Display(console, verbose=args.verbose)
+    pipeline = open_pipeline(args.pipeline, args.config, args.profile, None if args.json else display)
+    if args.keep:
+        pipeline.plan = _replace_teardown(pipeline.plan, "never")
+    code = 0
+    try:
+        with display if not args.json else _Null():
+            pipeline.run()
+    except StepFailed:
+        code = 1
+    except (KeyboardInterrupt, Interrupted):
+        code = 130
+    except Exception as exc:   # a bug, not the user's fault: say where the traceback is
+        print(f"internal error: {exc!r} (traceback in {pipeline.plan.run_dir / 'logs' / 'orchestrator.log'})",
+              file=sys.stderr)
+        code = 1
+    report = pipeline.report.data
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        summary(console, report)
+    return code
+
+
+def cmd_validate(args) -> int:
+    from .factory import load_plan
+    plan, _, _ = load_plan(args.pipeline, args.config, args.profile)
+    print(f"{args.pipeline}: valid ({len(plan.steps)} steps on the '{plan.profile}' profile, backend {plan.backend})")
+    return 0
+
+
+def cmd_plan(args) -> int:
+    from .factory import load_plan
+    plan, _, _ = load_plan(args.pipeline, args.config, args.profile)
+    if args.json:
+        print(json.dumps(plan.to_dict(), indent=2))
+        return 0
+    print(f"pipeline {plan.pipeline}  profile {plan.profile} (backend {plan.backend})  root {plan.root}")
+    print(f"run id (new for each run, e.g.): {plan.run_id}")
+    for i, step in enumerate(plan.steps, 1):
+        print(f"{i}. {step.title}")
+        for detail in step.details:
+            print(f"     {detail}")
+    for note in plan.notes:
+        print(f"note: {note}")
+    return 0
+
+
+def cmd_status(args) -> int:
+    from .factory import config_and_dir, ledger_for, make_backend
+    config, config_dir = config_and_dir(args.config)
+    backend = make_backend(config, config_dir, None)
+    ledger = ledger_for(backend)
+    if args.run:
+        run = ledger.find_run(args.run)
+        rows = [{"kind": r.kind, "name": r.name, "state": r.state, "id": r.ref_id} for r in ledger.resources(run.run_id)]
+        out = {"run": run.__dict__, "resources": rows}
+        if args.json:
+            print(json.dumps(out, indent=2, default=str))
+            return 0
+        print(f"{run.run_id}  {run.pipeline}  {run.status}  started {_when(run.started_at)}  folder {run.run_dir}")
+        for r in rows:
+            print(f"  {r['kind']:<14} {r['state']:<13} {r['name']}")
+        return 0
+    runs = ledger.runs(limit=20)
+    if args.json:
+        print(json.dumps([r.__dict__ for r in runs], indent=2, default=str))
+        return 0
+    if not runs:
+        print("no runs yet")
+    for run in runs:
+        live = len(ledger.live_resources(run.run_id))
+        took = f"{run.ended_at - run.started_at:6.1f}s" if run.ended_at else "   ... "
+        print(f"{run.run_id}  {run.pipeline:<20} {run.status:<12} {_when(run.started_at)} {took}  "
+              f"{live} live resource(s)")
+    return 0
+
+
+def cmd_logs(args) -> int:
+    from .factory import config_and_dir, ledger_for, make_backend
+    from .reconcile import owner_alive
+    config, config_dir = config_and_dir(args.config)
+    ledger = ledger_for(make_backend(config, config_dir, None))
+    run = ledger.find_run(args.run)
+    logs = Path(run.run_dir) / "logs"
+    offsets: dict[Path, int] = {}
+    while True:
+        for path in sorted(logs.glob("*.log")):
+            with open(path, "rb") as fh:
+                fh.seek(offsets.get(path, 0))
+                chunk = fh.read()
+            if chunk:
+                if path not in offsets:
+                    print(f"==> {path.name} <==")
+                sys.stdout.write(chunk.decode("utf-8", "replace"))
+                sys.stdout.flush()
+            offsets[path] = offsets.get(path, 0) + len(chunk)
+        run = ledger.run(run.run_id)
+        if not args.follow or run.status != "running" or not owner_alive(run):
+            return 0
+        time.sleep(0.5)
+
+
+def cmd_cleanup(args) -> int:
+    from .factory import config_and_dir, ledger_for, make_backend
+    from .reconcile import leftovers, remove, owner_alive
+    config, config_dir = config_and_dir(args.config)
+    backend = make_backend(config, config_dir, None)
+    ledger = ledger_for(backend)
+    run_id = ledger.find_run(args.run).run_id if args.run else None
+    items = leftovers(backend, ledger, run_id)
+    listed = [{"kind": r.kind, "name": r.name, "run_id": r.run_id, "detail": r.detail} for r, _ in items]
+    if args.dry_run:
+        if args.json:
+            print(json.dumps(listed, indent=2))
+        elif not items:
+            print("nothing to clean up")
+        for r in listed:
+            print(f"would remove {r['kind']:<14} {r['name']}  (run {r['run_id']})")
+        return 0
+    deleted, failed = remove(backend, ledger, items, lambda msg: None if args.json else print(msg))
+    for run in ledger.runs(status="running"):
+        if not owner_alive(run) and not ledger.live_resources(run.run_id):
+            ledger.finish_run(run.run_id, "cleaned")
+    if args.json:
+        print(json.dumps({"deleted": len(deleted), "failed": failed}, indent=2))
+    else:
+        print(f"removed {len(deleted)} resource(s)" + (f"; {len(failed)} failed" if failed else ""))
+        for f in failed:
+            print(f"  failed: {f}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def cmd_schema(args) -> int:
+    from .spec import pipeline_json_schema
+    text = json.dumps(pipeline_json_schema(), indent=2) + "\n"
+    if args.output:
+        args.output.write_text(text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def _replace_teardown(plan, when: str):
+    from dataclasses import replace
+    return replace(plan, teardown=plan.teardown.model_copy(update={"when": when}))
+
+
+def _when(ts: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
+
+
+class _Null:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False

@@ -1,0 +1,136 @@
+"""Shows a running pipeline: a live view on a terminal (phase, epoch and batch bars,
+validation accuracy, prediction count), plain lines elsewhere (CI logs, pipes), and the
+closing summary. It only consumes ``Event``s; it never drives the pipeline."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from .events import Event
+
+TITLES = {"prepare": "Prepare data", "upload": "Upload data", "train": "Train", "import_model": "Import model",
+          "deploy": "Deploy service", "predict": "Predict", "teardown": "Tear down"}
+
+
+class Display:
+    def __init__(self, console: Console | None = None, verbose: bool = False):
+        self.console = console or Console(stderr=False)
+        self.verbose = verbose
+        self.live = self.console.is_terminal
+        self.progress = Progress(SpinnerColumn(), TextColumn("{task.description:<28}"), BarColumn(),
+                                 MofNCompleteColumn(), TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
+                                 console=self.console, transient=False)
+        self.tasks: dict[str, int] = {}
+        self.last_epoch_reported = 0
+
+    def __enter__(self):
+        if self.live:
+            self.progress.start()
+        return self
+
+    def __exit__(self, *exc):
+        if self.live:
+            self.progress.stop()
+        return False
+
+    def __call__(self, event: Event) -> None:
+        handler = getattr(self, "_on_" + event.kind, None)
+        if handler:
+            handler(event)
+
+    def _print(self, text: str) -> None:
+        (self.progress.console if self.live else self.console).print(text, highlight=False)
+
+    def _task(self, key: str, description: str, total: float | None = None) -> int:
+        if key not in self.tasks:
+            self.tasks[key] = self.progress.add_task(description, total=total, info="")
+        return self.tasks[key]
+
+    def _on_step_start(self, event: Event) -> None:
+        if self.live:
+            self._task(event.step, TITLES.get(event.step, event.step), total=None)
+        else:
+            self._print(f"[bold]> {TITLES.get(event.step, event.step)}[/bold]")
+
+    def _on_step_end(self, event: Event) -> None:
+        ok = event.message == "succeeded"
+        mark = "[green]done[/green]" if ok else f"[red]{event.message}[/red]"
+        if self.live and event.step in self.tasks:
+            self.progress.update(self.tasks[event.step], total=1, completed=1 if ok else 0,
+                                 info=f"{event.message} ({event.data.get('seconds', 0):.1f}s)")
+            for key in ("epochs", "batches"):
+                if event.step == "train" and key in self.tasks:
+                    self.progress.update(self.tasks[key], visible=key == "epochs")
+        else:
+            self._print(f"  {mark} {TITLES.get(event.step, event.step)} in {event.data.get('seconds', 0):.1f}s")
+        if not ok and event.data.get("error"):
+            self._print(f"  [red]{event.data['error']}[/red]")
+
+    def _on_progress(self, event: Event) -> None:
+        p = event.data["progress"]
+        acc = p.metrics.get("Validation-accuracy")
+        info = (f"val acc {acc:.3f}" if acc is not None else "") + (f"  {p.speed:.0f} img/s" if p.speed else "")
+        if self.live:
+            epochs = self._task("epochs", "  epochs", total=p.num_epochs)
+            self.progress.update(epochs, total=p.num_epochs, completed=p.epochs_done, info=info)
+            if p.epoch_size:
+                batches = self._task("batches", "  batches (this epoch)", total=p.epoch_size)
+                self.progress.update(batches, total=p.epoch_size, completed=min(p.batch, p.epoch_size))
+        if p.validated > self.last_epoch_reported and "Validation-accuracy" in p.metrics:
+            self.last_epoch_reported = p.validated
+            if not self.live:
+                total = f"/{p.num_epochs}" if p.num_epochs else ""
+                self._print(f"    epoch {p.validated}{total} {info}")
+
+    def _on_log(self, event: Event) -> None:
+        if self.verbose or event.step == "teardown":
+            self._print(f"    [dim]{event.message}[/dim]")
+
+    def _on_prediction(self, event: Event) -> None:
+        if self.live:
+            task = self._task("predictions", "  images", total=event.data["total"])
+            self.progress.update(task, completed=event.data["done"])
+        elif event.data["done"] == event.data["total"] or event.data["done"] % 20 == 0:
+            self._print(f"    {event.data['done']}/{event.data['total']} images")
+
+
+def summary(console: Console, report: dict) -> None:
+    table = Table(title=f"run {report['run_id']} ({report['pipeline']}, {report['backend']}): {report['status']}",
+                  show_lines=False)
+    table.add_column("step")
+    table.add_column("status")
+    table.add_column("time", justify="right")
+    table.add_column("result")
+    for name, info in report["steps"].items():
+        table.add_row(TITLES.get(name, name), info["status"], f"{info.get('seconds', 0):.1f}s", _result(name, info))
+    console.print(table)
+    if report.get("accuracy") is not None:
+        predict = report["steps"]["predict"]
+        console.print(f"[bold]Accuracy of the test predictions: {report['accuracy']:.1%}[/bold] "
+                      f"({predict['correct']}/{predict['count']} images, p50 latency {predict['latency_p50_ms']} ms)")
+    for note in report.get("notes", []):
+        console.print(f"[dim]note: {note}[/dim]")
+    console.print(f"total {report['seconds']:.1f}s; report: {report['paths']['report']}; logs: {report['paths']['logs']}")
+    if report["paths"].get("model"):
+        console.print(f"model package kept at {report['paths']['model']}")
+    if report.get("error"):
+        console.print(f"[red]error: {report['error']}[/red]")
+
+
+def _result(name: str, info: dict) -> str:
+    if name == "upload" and "files" in info:
+        return f"{info['files']} files, {info['skipped']} unchanged, {info['bytes'] / 1e6:.1f} MB"
+    if name == "train" and info.get("metrics"):
+        m = info["metrics"]
+        parts = [f"{k.replace('_', ' ')} {v:.3f}" for k, v in m.items() if k in ("train_accuracy", "val_accuracy")]
+        return ", ".join(parts)
+    if name == "deploy" and info.get("url"):
+        return info["url"]
+    if name == "predict" and "count" in info:
+        acc = f"{info['accuracy']:.1%}" if info.get("accuracy") is not None else "n/a"
+        return f"{info['count']} images, accuracy {acc}, {info['errors']} errors"
+    if name == "teardown" and "deleted" in info:
+        return f"{info['deleted']} resources deleted"
+    return info.get("error", "")[:80] if info.get("error") else ""

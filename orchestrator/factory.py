@@ -1,0 +1,78 @@
+"""Builds the objects a run needs from files: config, spec, plan, backend, ledger.
+
+The one place that knows where things live by default, so the CLI, ``Pipeline.from_yaml``
+and ``cleanup`` agree: ``config.json`` is ``--config``, else ``$ORCHESTRATOR_CONFIG``, else
+``config.json`` beside the pipeline file, else in the current folder, else built-in
+defaults (a ``local`` profile rooted at ``./.orchestrator``).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import yaml
+
+from .errors import UserError
+from .ledger import Ledger
+from .plan import Plan, build_plan
+from .spec import ConfigSpec, LocalProfile, load_config, load_pipeline
+
+
+def find_config(explicit: Path | None, pipeline_path: Path | None = None) -> Path | None:
+    if explicit is not None:
+        if not explicit.is_file():
+            raise UserError(f"config file not found: {explicit}")
+        return explicit
+    if os.environ.get("ORCHESTRATOR_CONFIG"):
+        return find_config(Path(os.environ["ORCHESTRATOR_CONFIG"]))
+    for folder in ([pipeline_path.resolve().parent] if pipeline_path else []) + [Path.cwd()]:
+        if (folder / "config.json").is_file():
+            return folder / "config.json"
+    return None
+
+
+def config_and_dir(config_path: Path | None, pipeline_path: Path | None = None) -> tuple[ConfigSpec, Path]:
+    path = find_config(config_path, pipeline_path)
+    return load_config(path), (path.resolve().parent if path else Path.cwd())
+
+
+def make_backend(config: ConfigSpec, config_dir: Path, profile: str | None):
+    name, prof = config.profile(profile)
+    if not isinstance(prof, LocalProfile):
+        raise UserError(f"profile '{name}' uses the '{prof.backend}' backend, which this version cannot run yet",
+                        hint="use a local profile")
+    from .backends.local.backend import LocalBackend
+    return LocalBackend((config_dir / os.path.expanduser(prof.root)).resolve(), prof.predictor_host)
+
+
+def ledger_for(backend) -> Ledger:
+    return Ledger(backend.root / "ledger.sqlite")
+
+
+def load_plan(pipeline_path: Path, config_path: Path | None, profile: str | None) -> tuple[Plan, ConfigSpec, Path]:
+    spec = load_pipeline(pipeline_path)
+    config, config_dir = config_and_dir(config_path, pipeline_path)
+    plan = build_plan(spec, config, spec_path=pipeline_path, config_dir=config_dir, profile=profile)
+    return plan, config, config_dir
+
+
+def open_pipeline(pipeline_path: Path, config_path: Path | None, profile: str | None, on_event=None):
+    from .pipeline import Pipeline
+    plan, config, config_dir = load_plan(pipeline_path, config_path, profile)
+    backend = make_backend(config, config_dir, plan.profile)
+    return Pipeline(plan, backend, ledger_for(backend), on_event, poll_interval=config.poll_interval)
+
+
+def pipeline_from_dict(spec: dict, base_dir: Path, config_path: Path | None, profile: str | None, on_event=None):
+    """A pipeline from keyword-style data (notebooks): written to a temporary YAML file so
+    errors name keys and lines exactly as they would for a file."""
+    base_dir.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".pipeline-", suffix=".yaml", dir=base_dir)
+    with os.fdopen(fd, "w") as fh:
+        yaml.safe_dump(spec, fh, sort_keys=False)
+    try:
+        return open_pipeline(Path(tmp), config_path, profile, on_event)
+    finally:
+        os.unlink(tmp)

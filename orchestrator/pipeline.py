@@ -1,0 +1,288 @@
+"""``Pipeline``: runs a frozen plan step by step on a backend, recording every side effect.
+
+Blocking: each step method returns when its step is finished. ``run()`` runs them all.
+Every resource is written to the ledger *before* it is created, so ``teardown`` (on
+success, failure, Ctrl-C or SIGTERM) and ``orchestrator cleanup`` (after a SIGKILL) can
+remove it. As a context manager a pipeline tears down what it created on exit.
+Steps raise ``UserError`` for the user's mistakes and ``StepFailed`` for everything else.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable
+
+import psutil
+
+from . import predictions
+from .backends.base import BackendError, JobRef, ModelRef, ServiceConfig, ServiceRef
+from .errors import Interrupted, StepFailed, UserError
+from .events import Event
+from .ledger import Ledger
+from .plan import REPO_ROOT, STEPS, Plan
+from .progress import TrainingProgress, update
+from .reconcile import teardown_run
+from .report import Report
+
+
+class Pipeline:
+    def __init__(self, plan: Plan, backend, ledger: Ledger, on_event: Callable[[Event], None] | None = None,
+                 poll_interval: float = 0.5):
+        self.plan, self.backend, self.ledger = plan, backend, ledger
+        self.on_event = on_event or (lambda event: None)
+        self.poll_interval = poll_interval
+        self.report = Report(plan)
+        self.job: JobRef | None = None
+        self.model: ModelRef | None = None
+        self.service: ServiceRef | None = None
+        self._started = False
+        self._torn_down = False
+
+    # construction helpers for notebooks and the CLI
+    @classmethod
+    def from_yaml(cls, path: str | os.PathLike, config: str | os.PathLike | None = None, profile: str | None = None,
+                  on_event: Callable[[Event], None] | None = None) -> "Pipeline":
+        from .factory import open_pipeline
+        return open_pipeline(Path(path), Path(config) if config else None, profile, on_event)
+
+    @classmethod
+    def from_dict(cls, spec: dict, base_dir: str | os.PathLike = ".", config: str | os.PathLike | None = None,
+                  profile: str | None = None, on_event: Callable[[Event], None] | None = None) -> "Pipeline":
+        from .factory import pipeline_from_dict
+        return pipeline_from_dict(spec, Path(base_dir), Path(config) if config else None, profile, on_event)
+
+    # the steps
+    def prepare(self) -> Path:
+        with self._step("prepare"):
+            data = self.plan.data
+            rid = self.ledger.intend(self.plan.run_id, "temp_dir", str(data.work_dir), {})
+            data.work_dir.mkdir(parents=True, exist_ok=True)
+            self.ledger.created(rid, str(data.work_dir))
+            if data.generate:
+                g = data.generate
+                self._tool("generate", ["jobs.data.generate_classification", str(data.images_dir), "--classes",
+                                        str(g.classes), "--images-per-class", str(g.images_per_class), "--seed",
+                                        str(g.seed), "--min-size", str(g.min_size), "--max-size", str(g.max_size)])
+            self._tool("im2rec", ["jobs.data.im2rec", str(data.images_dir), str(data.packed_dir), "--val-ratio",
+                                  str(data.val_ratio), "--test-ratio", str(data.test_ratio), "--resize", str(data.resize),
+                                  "--quality", str(data.quality), "--workers", str(data.workers)])
+            return data.packed_dir
+
+    def upload(self) -> str:
+        self._need("prepare")
+        with self._step("upload") as info:
+            prefix = self.plan.data.data_uri.rsplit("/data/", 1)[0] + "/"
+            rid = self.ledger.intend(self.plan.run_id, "object_prefix", prefix, {})
+            stats = self.backend.storage.put(str(self.plan.data.packed_dir), self.plan.data.data_uri)
+            self.ledger.created(rid, prefix)
+            info.update(files=stats.files, skipped=stats.skipped, bytes=stats.bytes)
+            return self.plan.data.data_uri
+
+    def train(self) -> JobRef:
+        self._need("upload")
+        with self._step("train") as info:
+            spec = self.plan.job
+            rid = self.ledger.intend(self.plan.run_id, "job", spec.name, {"flavor": spec.flavor})
+            self.job = self.backend.submit_job(spec)
+            self.ledger.created(rid, self.job.id)
+            state = self._follow_job(info)
+            if state.phase != "Completed":
+                raise StepFailed("train", f"job {spec.name} {state.phase.lower()}: {state.reason}",
+                                 log=str(self.plan.run_dir / "logs" / "train.log"))
+            info["metrics"] = self._job_metrics()
+            return self.job
+
+    def import_model(self) -> ModelRef:
+        self._need("train")
+        with self._step("import_model"):
+            rid = self.ledger.intend(self.plan.run_id, "model", self.plan.model.name, {})
+            self.model = self.backend.import_model(self.plan.model)
+            self.ledger.created(rid, self.model.id)
+            return self.model
+
+    def deploy(self) -> ServiceRef:
+        self._need("import_model")
+        with self._step("deploy") as info:
+            spec = self.plan.service
+            configs = tuple(ServiceConfig(**{**c.__dict__, "model_id": self.model.id}) for c in spec.configs)
+            spec = type(spec)(**{**spec.__dict__, "configs": configs})
+            rid = self.ledger.intend(self.plan.run_id, "service", spec.name, {"flavor": configs[0].flavor})
+            self.service = self.backend.deploy(spec)
+            self.ledger.created(rid, self.service.id, {"url": self.service.url})
+            info["url"] = self.service.url
+            return self.service
+
+    def predict(self) -> dict:
+        self._need("deploy")
+        with self._step("predict") as info:
+            cases = predictions.cases(self.plan)
+            results = []
+            for i, case in enumerate(cases):
+                result = predictions.send(self.backend, self.service, case)
+                results.append(result)
+                self._emit("prediction", "predict", result.get("error") or result["predicted_label"],
+                           done=i + 1, total=len(cases), result=result)
+            summary = predictions.summarise(results)
+            predictions.write(self.plan.run_dir / "predictions.jsonl", results)
+            info.update(summary)
+            minimum = self.plan.predict.min_accuracy
+            if minimum is not None and (summary["accuracy"] or 0) < minimum:
+                raise StepFailed("predict", f"accuracy {summary['accuracy']:.1%} is below min_accuracy {minimum:.0%}")
+            return summary
+
+    def teardown(self) -> dict:
+        """Delete everything this run created, newest first. Idempotent; never raises for
+        a resource that is already gone; failures are reported and left for ``cleanup``."""
+        with self._step("teardown", always=True) as info:
+            if self.plan.teardown.keep_model_copy and self.model is not None:
+                self._keep_model_copy()
+            deleted, failed = teardown_run(self.backend, self.ledger, self.plan.run_id, self._log)
+            info.update(deleted=len(deleted), failed=failed)
+            self._torn_down = True
+            if failed:
+                raise StepFailed("teardown", "; ".join(failed) + " (run `orchestrator cleanup` to retry)")
+            return info
+
+    def run(self) -> dict:
+        """All steps, then teardown per ``teardown.when``; returns the report. Re-raises the
+        first failure (after teardown) so callers see why the run failed."""
+        with self:
+            for name in STEPS[:-1]:
+                getattr(self, name)()
+        return self.report.data
+
+    # context manager: teardown on exit, also on Ctrl-C and SIGTERM
+    def __enter__(self) -> "Pipeline":
+        self._previous = None
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGTERM, _raise_interrupted)
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        status = "succeeded" if exc is None else ("interrupted" if isinstance(exc, (KeyboardInterrupt, Interrupted))
+                                                  else "failed")
+        if exc is not None:
+            self.report.fail(exc)
+        when = self.plan.teardown.when
+        try:
+            if self._started and not self._torn_down and (when == "always" or (when == "on_success" and exc is None)):
+                with _signals_deferred():
+                    try:
+                        self.teardown()
+                    except StepFailed as err:
+                        self.report.fail(err)
+                        status = "failed" if status == "succeeded" else status
+        finally:
+            if self._started:
+                self.ledger.finish_run(self.plan.run_id, status)
+                self.report.finish(status)
+            if self._previous is not None:
+                signal.signal(signal.SIGTERM, self._previous)
+        return False
+
+    # helpers
+    def _begin(self) -> None:
+        if not self._started:
+            me = psutil.Process()
+            self.plan.run_dir.joinpath("logs").mkdir(parents=True, exist_ok=True)
+            self.ledger.start_run(self.plan.run_id, self.plan.pipeline, str(self.plan.spec_path), self.plan.backend,
+                                  self.plan.profile, me.pid, me.create_time(), str(self.plan.run_dir))
+            self._started = True
+            self.report.save()
+
+    def _need(self, step: str) -> None:
+        if self.report.steps.get(step, {}).get("status") != "succeeded":
+            raise UserError(f"step '{step}' has not succeeded in this pipeline yet", hint=f"call {step}() first, or run()")
+
+    @contextmanager
+    def _step(self, name: str, always: bool = False):
+        self._begin()
+        with self.report.step(name, self._emit, always=always) as info:
+            try:
+                yield info
+            except BackendError as exc:   # the backend's words, tied to the step that hit them
+                raise StepFailed(name, str(exc)) from exc
+
+    def _emit(self, kind: str, step: str, message: str = "", **data) -> None:
+        self.on_event(Event(kind, step, message, data))
+
+    def _log(self, message: str) -> None:
+        self._emit("log", "teardown", message)
+
+    def _tool(self, title: str, module_args: list[str]) -> None:
+        log = self.plan.run_dir / "logs" / "prepare.log"
+        with open(log, "ab") as fh:
+            result = subprocess.run([sys.executable, "-m", *module_args], cwd=REPO_ROOT, stdout=fh,
+                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        if result.returncode != 0:
+            from .backends.local.procs import tail
+            raise StepFailed("prepare", f"{title} failed (exit {result.returncode}):\n{tail(log, 8)}", log=str(log))
+
+    def _follow_job(self, info: dict):
+        progress, offset = TrainingProgress(), 0
+        deadline = time.time() + (self.plan.job.max_runtime_s or 1e12) + 120
+        with open(self.plan.run_dir / "logs" / "train.log", "a") as log:
+            while True:
+                state = self.backend.job_status(self.job)
+                lines, offset = self.backend.job_logs(self.job, offset)
+                for line in lines:
+                    log.write(line + "\n")
+                    self._emit("log", "train", line)
+                    new = update(progress, line)
+                    if new is not None:
+                        progress = new
+                        self._emit("progress", "train", "", progress=progress)
+                log.flush()
+                if state.terminal and not lines:
+                    info["progress"] = progress.metrics
+                    return state
+                if time.time() > deadline:
+                    self.backend.stop_job(self.job)
+                    raise StepFailed("train", f"job did not finish within max_runtime + 120s")
+                time.sleep(self.poll_interval if not lines else 0.05)
+
+    def _job_metrics(self) -> dict:
+        target = self.plan.run_dir / "metrics.json"
+        try:
+            self.backend.storage.get(self.plan.output_uri + "metrics.json", str(target))
+            import json
+            return json.loads(target.read_text()).get("final", {})
+        except (BackendError, UserError, OSError, ValueError):
+            return {}
+
+    def _keep_model_copy(self) -> None:
+        target = self.plan.run_dir / "model"
+        try:
+            self.backend.storage.get(self.plan.output_uri + "model/", str(target))
+            self.report.paths["model"] = str(target)
+        except (BackendError, UserError, OSError) as exc:
+            self._log(f"could not keep a copy of the model package: {exc}")
+            shutil.rmtree(target, ignore_errors=True)
+
+
+def _raise_interrupted(signum, frame):
+    raise Interrupted(f"received signal {signum}")
+
+
+class _signals_deferred:
+    """Teardown must finish: hold SIGINT/SIGTERM until it has (main thread only)."""
+
+    def __enter__(self):
+        self.caught, self.saved = [], {}
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self.saved[sig] = signal.signal(sig, lambda s, f: self.caught.append(s))
+        return self
+
+    def __exit__(self, *exc):
+        for sig, handler in self.saved.items():
+            signal.signal(sig, handler)
+        return False

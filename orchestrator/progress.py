@@ -1,0 +1,41 @@
+"""Reads training progress out of job log lines (MXNet's Speedometer and epoch-end lines,
+plus the ``Start training:`` line our jobs print), the same way for every backend."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, replace
+
+START = re.compile(r"Start training: num_epochs=(\d+) epoch_size=(\d+)")
+BATCH = re.compile(r"Epoch\[(\d+)\] Batch \[(\d+)-(\d+)\]\s+Speed: ([\d.]+) samples/sec(.*)")
+EPOCH_END = re.compile(r"Epoch\[(\d+)\] Time cost=")
+EPOCH_METRIC = re.compile(r"Epoch\[(\d+)\] (Train|Validation)-([\w-]+)=([-+\d.eE]+)")
+METRIC = re.compile(r"([\w-]+)=([-+\d.eE]+)")
+
+
+@dataclass(frozen=True)
+class TrainingProgress:
+    num_epochs: int | None = None
+    epoch_size: int | None = None     # batches per epoch
+    epochs_done: int = 0
+    batch: int = 0                    # batches done in the current epoch
+    validated: int = 0                # epochs whose validation metrics were logged
+    speed: float | None = None        # samples/s
+    metrics: dict = field(default_factory=dict)   # latest values, e.g. {"Validation-accuracy": 0.93}
+
+
+def update(progress: TrainingProgress, line: str) -> TrainingProgress | None:
+    """The new progress after ``line``, or None when the line says nothing about it."""
+    if m := START.search(line):
+        return replace(progress, num_epochs=int(m.group(1)), epoch_size=int(m.group(2)))
+    if m := BATCH.search(line):
+        metrics = {**progress.metrics, **{f"Train-{k}": float(v) for k, v in METRIC.findall(m.group(5))}}
+        return replace(progress, epochs_done=int(m.group(1)), batch=int(m.group(3)), speed=float(m.group(4)),
+                       metrics=metrics)
+    if m := EPOCH_END.search(line):
+        return replace(progress, epochs_done=int(m.group(1)) + 1, batch=0)
+    if m := EPOCH_METRIC.search(line):
+        validated = int(m.group(1)) + 1 if m.group(2) == "Validation" else progress.validated
+        return replace(progress, validated=validated,
+                       metrics={**progress.metrics, f"{m.group(2)}-{m.group(3)}": float(m.group(4))})
+    return None

@@ -1,0 +1,66 @@
+"""Removing what runs left behind: the one mechanism behind ``teardown`` and ``cleanup``.
+
+The ledger says what a run meant to create; the backend says what exists. Both are
+consulted, so a resource is found whether the crash came before or after its ledger row
+was updated. Runs whose orchestrator process is still alive are never touched.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import psutil
+
+from .backends.base import Resource
+from .ledger import Ledger
+
+ORDER = {"service": 0, "model": 1, "job": 2, "object_prefix": 3, "temp_dir": 4}
+
+
+def owner_alive(record) -> bool:
+    try:
+        return abs(psutil.Process(record.owner_pid).create_time() - record.owner_started) < 0.05
+    except psutil.Error:
+        return False
+
+
+def leftovers(backend, ledger: Ledger, run_id: str | None = None) -> list[tuple[Resource, int | None]]:
+    """(resource, ledger row id or None) for everything of finished or dead runs."""
+    found: dict[tuple[str, str], tuple[Resource, int | None]] = {}
+    for row in ledger.live_resources(run_id):
+        res = Resource(row.kind, row.ref_id or row.name, row.name, row.run_id)
+        found[(res.kind, res.id)] = (res, row.rid)
+    for res in backend.list_resources(run_id):
+        found.setdefault((res.kind, res.id), (res, None))
+    kept = {(r.kind, r.ref_id or r.name) for r in ledger.in_states(("kept",))}
+    out = []
+    for key, (res, rid) in found.items():
+        if key in kept:
+            continue
+        run = ledger.run(res.run_id)
+        if run_id is None and run is not None and run.status == "running" and owner_alive(run):
+            continue            # another pipeline is using it right now
+        out.append((res, rid))
+    return sorted(out, key=lambda item: ORDER.get(item[0].kind, 9))
+
+
+def remove(backend, ledger: Ledger, items, log: Callable[[str], None]) -> tuple[list[Resource], list[str]]:
+    deleted, failed = [], []
+    for res, rid in items:
+        try:
+            backend.delete_resource(res)
+        except Exception as exc:   # keep going: one stuck resource must not strand the others
+            failed.append(f"{res.kind} {res.name}: {exc}")
+            if rid is not None:
+                ledger.delete_failed(rid, str(exc))
+            continue
+        if rid is not None:
+            ledger.deleted(rid)
+        deleted.append(res)
+        log(f"deleted {res.kind} {res.name}")
+    return deleted, failed
+
+
+def teardown_run(backend, ledger: Ledger, run_id: str, log: Callable[[str], None]):
+    items = [(res, rid) for res, rid in leftovers(backend, ledger, run_id)]
+    return remove(backend, ledger, items, log)

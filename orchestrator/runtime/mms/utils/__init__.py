@@ -1,0 +1,1 @@
+"""Helpers MMS legacy offered to custom services (``mms.utils.mxnet``)."""

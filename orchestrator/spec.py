@@ -1,0 +1,245 @@
+"""What a pipeline is (``pipeline.yaml``) and where it runs (``config.json``), as pydantic models.
+
+``load_pipeline(path)`` and ``load_config(path)`` validate a file and raise ``UserError``
+naming the file, line and key path of the first problems, with a suggestion for
+misspelt keys. Models are frozen; unknown keys are errors. Relative paths inside a
+pipeline resolve against the pipeline file's folder (see ``plan.py``).
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .errors import UserError
+from .yamlsource import line_of, load_with_lines
+
+NAME = r"^[a-z][a-z0-9-]{1,38}[a-z0-9]$"
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h)?\s*$")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def parse_duration(value: Any) -> float:
+    """``90``, ``"90s"``, ``"5m"``, ``"2h"`` -> seconds."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds = float(value)
+    else:
+        match = _DURATION.match(str(value))
+        if not match:
+            raise ValueError(f"'{value}' is not a duration; write e.g. 90s, 5m or 2h")
+        seconds = float(match.group(1)) * {"s": 1, "m": 60, "h": 3600}[match.group(2) or "s"]
+    if seconds <= 0:
+        raise ValueError("a duration must be positive")
+    return seconds
+
+
+Duration = Annotated[float, Field(gt=0)]
+Scalar = Union[bool, int, float, str]
+
+
+class GenerateSpec(Strict):
+    """A synthetic Caltech-style image folder, so the demo needs no download."""
+    classes: int = Field(6, ge=2, le=10)
+    images_per_class: int = Field(100, ge=10, le=5000)
+    seed: int = 0
+    min_size: int = Field(96, ge=32, le=1024)
+    max_size: int = Field(256, ge=32, le=2048)
+
+
+class DataSpec(Strict):
+    source: str = Field("generated", description="'generated', or a folder with one sub-folder of images per class")
+    generate: GenerateSpec = GenerateSpec()
+    val_ratio: float = Field(0.2, ge=0.0, lt=0.9)
+    test_ratio: float = Field(0.1, ge=0.0, lt=0.9, description="held out for the predict step")
+    resize: int = Field(72, ge=0, le=2048, description="shorter edge when packing RecordIO; 0 keeps the size")
+    quality: int = Field(90, ge=1, le=100)
+    workers: int = Field(2, ge=1, le=64)
+
+
+class TrainSpec(Strict):
+    code_dir: str = "jobs/image_classification"
+    boot_file: str = "train.py"
+    inference_code: str | None = Field("inference/image_classification",
+                                       description="folder whose customize_service.py and config.json are shipped "
+                                                   "with the training code, for export_model; null for none")
+    flavor: str = "modelarts.vm.cpu.8u"
+    instance_count: int = Field(1, ge=1, le=1, description="multi-node training is not available yet")
+    hyperparameters: dict[str, Scalar] = {}
+    envs: dict[str, str] = {}
+    max_runtime: Duration = 3600.0
+
+    _duration = field_validator("max_runtime", mode="before")(lambda v: parse_duration(v))
+
+    @field_validator("hyperparameters")
+    @classmethod
+    def _names(cls, value: dict) -> dict:
+        for key in value:
+            if not re.match(r"^[A-Za-z_][A-Za-z0-9_-]*$", key):
+                raise ValueError(f"hyperparameter name '{key}' must be letters, digits, '_' or '-'")
+        return value
+
+
+class ModelSection(Strict):
+    name: str | None = Field(None, pattern=NAME)
+    version: str = Field("0.0.1", pattern=r"^\d+\.\d+\.\d+$")
+    model_algorithm: str = "image_classification"
+    runtime: str = "python3.7"
+
+
+class ServiceSection(Strict):
+    name: str | None = Field(None, pattern=NAME)
+    flavor: str = "modelarts.vm.cpu.2u"
+    instance_count: int = Field(1, ge=1, le=16)
+    envs: dict[str, str] = {}
+    deploy_timeout: Duration = 300.0
+
+    _duration = field_validator("deploy_timeout", mode="before")(lambda v: parse_duration(v))
+
+
+class PredictSection(Strict):
+    images: str = Field("holdout", description="'holdout' (the data's test split) or a folder/file of images")
+    limit: int | None = Field(None, ge=1)
+    min_accuracy: float | None = Field(None, ge=0.0, le=1.0, description="fail the run below this accuracy")
+
+
+class TeardownSection(Strict):
+    when: Literal["always", "on_success", "never"] = "always"
+    keep_model_copy: bool = Field(True, description="copy the model package into the run folder first")
+
+
+class PipelineSpec(Strict):
+    """The whole of ``pipeline.yaml``."""
+    name: str = Field(pattern=NAME, description="lower-case letters, digits and '-'")
+    description: str = ""
+    profile: str | None = Field(None, description="a profile of config.json; default: its default_profile")
+    bucket: str = Field("orchestrator-demo", pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+    data: DataSpec = DataSpec()
+    train: TrainSpec = TrainSpec()
+    model: ModelSection = ModelSection()
+    service: ServiceSection = ServiceSection()
+    predict: PredictSection = PredictSection()
+    teardown: TeardownSection = TeardownSection()
+
+
+class LocalProfile(Strict):
+    backend: Literal["local"]
+    root: str = ".orchestrator"
+    predictor_host: str = "127.0.0.1"
+
+
+class ModelArtsProfile(Strict):
+    backend: Literal["modelarts"]
+    region: str
+    project_id: str
+    modelarts_endpoint: str | None = None
+    obs_endpoint: str | None = None
+    ak_env: str = "HUAWEICLOUD_SDK_AK"
+    sk_env: str = "HUAWEICLOUD_SDK_SK"
+
+
+Profile = Annotated[Union[LocalProfile, ModelArtsProfile], Field(discriminator="backend")]
+
+
+class FlavorSpec(Strict):
+    cpus: int = Field(ge=1)
+    gpus: int = Field(0, ge=0)
+    gpu_type: str | None = None
+    memory_gb: int | None = None
+
+
+class ConfigSpec(Strict):
+    """The whole of ``config.json``: backend profiles, flavours and default timeouts."""
+    default_profile: str = "local"
+    profiles: dict[str, Profile] = {"local": LocalProfile(backend="local")}
+    flavors: dict[str, FlavorSpec] = {}
+    poll_interval: Duration = 0.5
+
+    def profile(self, name: str | None) -> tuple[str, LocalProfile | ModelArtsProfile]:
+        chosen = name or self.default_profile
+        if chosen not in self.profiles:
+            raise UserError(f"unknown profile '{chosen}'", hint=f"config.json defines: {', '.join(sorted(self.profiles))}")
+        return chosen, self.profiles[chosen]
+
+
+def load_pipeline(path: Path) -> PipelineSpec:
+    return _validate(PipelineSpec, path)
+
+
+def load_config(path: Path | None) -> ConfigSpec:
+    return ConfigSpec() if path is None else _validate(ConfigSpec, path)
+
+
+def pipeline_json_schema() -> dict:
+    schema = PipelineSpec.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "orchestrator pipeline.yaml"
+    return schema
+
+
+def _validate(model: type[BaseModel], path: Path) -> Any:
+    data, lines = load_with_lines(path)
+    if not isinstance(data, dict):
+        raise UserError("the top level must be a mapping of keys", where=f"{path}:1")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        messages = [_describe(err, model, path, lines) for err in exc.errors()[:5]]
+        more = len(exc.errors()) - len(messages)
+        if more > 0:
+            messages.append(f"... and {more} more")
+        raise UserError("\n".join(messages)) from None
+
+
+def _describe(err: dict, model: type[BaseModel], path: Path, lines: dict) -> str:
+    loc, tagged = _strip_union_tag(tuple(err["loc"]))
+    dotted = ".".join(str(p) for p in loc) or "(top level)"
+    line = line_of(lines, loc)
+    where = f"{path}:{line}" if line else str(path)
+    if err["type"] == "extra_forbidden":
+        known = sorted(tagged.model_fields) if tagged else _known_keys(model, loc[:-1])
+        close = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.6)
+        hint = f"did you mean '{close[0]}'?" if close else f"allowed keys here: {', '.join(known)}"
+        return f"{where}: unknown key '{dotted}' ({hint})"
+    message = err["msg"].removeprefix("Value error, ")
+    return f"{where}: {dotted}: {message}"
+
+
+_PROFILE_TYPES = {"local": LocalProfile, "modelarts": ModelArtsProfile}
+
+
+def _strip_union_tag(loc: tuple) -> tuple[tuple, type[BaseModel] | None]:
+    """pydantic puts the discriminator value into the location of profile errors:
+    ``("profiles", "dev", "local", "rooot")``; drop it and return the profile class."""
+    if len(loc) >= 4 and loc[0] == "profiles" and loc[2] in _PROFILE_TYPES:
+        return loc[:2] + loc[3:], _PROFILE_TYPES[loc[2]]
+    return loc, None
+
+
+def _known_keys(model: type[BaseModel], loc: tuple) -> list[str]:
+    """Field names of the sub-model at ``loc`` (follows nested models and dict values)."""
+    current: Any = model
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        fields = getattr(current, "model_fields", None)
+        if fields and part in fields:
+            current = _inner_model(fields[part].annotation)
+    fields = getattr(current, "model_fields", None) or {}
+    return sorted(fields)
+
+
+def _inner_model(annotation: Any) -> Any:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()) or ():
+        found = _inner_model(arg)
+        if found is not None:
+            return found
+    return None

@@ -1,0 +1,82 @@
+"""The frozen plan: deterministic names, resolved paths, emulation notes, no side effects."""
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from orchestrator.errors import UserError
+from orchestrator.plan import STEPS, build_plan
+from orchestrator.spec import ConfigSpec, FlavorSpec, PipelineSpec
+
+
+def make_spec(tmp_path: Path, **overrides) -> PipelineSpec:
+    code = tmp_path / "code"
+    code.mkdir(exist_ok=True)
+    (code / "train.py").write_text("print('hi')\n")
+    data = {"name": "demo", "train": {"code_dir": str(code), "flavor": "modelarts.vm.gpu.v100",
+                                      "hyperparameters": {"lr": 0.1, "export_model": True}}}
+    data.update(overrides)
+    return PipelineSpec.model_validate(data)
+
+
+def config() -> ConfigSpec:
+    return ConfigSpec(flavors={"modelarts.vm.gpu.v100": FlavorSpec(cpus=8, gpus=1, gpu_type="V100"),
+                               "modelarts.vm.cpu.2u": FlavorSpec(cpus=2)})
+
+
+def test_names_paths_and_steps(tmp_path):
+    plan = build_plan(make_spec(tmp_path), config(), spec_path=tmp_path / "p.yaml", config_dir=tmp_path,
+                      run_id="261123-101500-abcd")
+    assert [s.name for s in plan.steps] == list(STEPS)
+    assert plan.job.name == "demo-261123-101500-abcd-train"
+    assert plan.service.name == "demo-261123-101500-abcd-svc"
+    assert plan.data.data_uri == "obs://orchestrator-demo/demo/261123-101500-abcd/data/"
+    assert plan.job.train_url == "obs://orchestrator-demo/demo/261123-101500-abcd/output/"
+    assert plan.model.source_location == plan.job.train_url
+    assert plan.root == (tmp_path / ".orchestrator").resolve()
+    assert plan.data.work_dir == plan.root / "tmp" / "261123-101500-abcd"
+    assert ("lr", "0.1") in plan.job.hyperparameters and ("export_model", "True") in plan.job.hyperparameters
+    assert not plan.root.exists(), "planning must not create anything"
+
+
+def test_gpu_flavour_is_reported_as_emulated_on_cpu(tmp_path):
+    plan = build_plan(make_spec(tmp_path), config(), spec_path=tmp_path / "p.yaml", config_dir=tmp_path)
+    assert any("V100" in n and "emulated on the CPU" in n for n in plan.notes)
+    assert any("modelarts.vm.cpu.2u" in n and "vCPU" in n for n in plan.notes)
+
+
+def test_plan_is_frozen_and_serialisable(tmp_path):
+    plan = build_plan(make_spec(tmp_path), config(), spec_path=tmp_path / "p.yaml", config_dir=tmp_path)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        plan.run_id = "x"
+    assert plan.to_dict()["job"]["name"] == plan.job.name
+
+
+def test_missing_data_folder_and_code(tmp_path):
+    with pytest.raises(UserError, match="data.source: folder 'nope' does not exist"):
+        build_plan(make_spec(tmp_path, data={"source": "nope"}), config(), spec_path=tmp_path / "p.yaml",
+                   config_dir=tmp_path)
+    spec = make_spec(tmp_path)
+    spec = spec.model_copy(update={"train": spec.train.model_copy(update={"boot_file": "missing.py"})})
+    with pytest.raises(UserError, match="missing.py"):
+        build_plan(spec, config(), spec_path=tmp_path / "p.yaml", config_dir=tmp_path)
+
+
+def test_holdout_without_test_split_is_refused(tmp_path):
+    with pytest.raises(UserError, match="nothing is held out"):
+        build_plan(make_spec(tmp_path, data={"test_ratio": 0}), config(), spec_path=tmp_path / "p.yaml",
+                   config_dir=tmp_path)
+
+
+def test_cloud_profile_is_refused_clearly(tmp_path):
+    cfg = ConfigSpec.model_validate({"profiles": {"cloud": {"backend": "modelarts", "region": "cn-north-4",
+                                                            "project_id": "p"}}, "default_profile": "cloud"})
+    with pytest.raises(UserError, match="cannot run yet"):
+        build_plan(make_spec(tmp_path), cfg, spec_path=tmp_path / "p.yaml", config_dir=tmp_path)
+
+
+def test_run_ids_differ(tmp_path):
+    a = build_plan(make_spec(tmp_path), config(), spec_path=tmp_path / "p.yaml", config_dir=tmp_path)
+    b = build_plan(make_spec(tmp_path), config(), spec_path=tmp_path / "p.yaml", config_dir=tmp_path)
+    assert a.run_id != b.run_id
