@@ -188,7 +188,8 @@ def cmd_cleanup(args) -> int:
     if args.dry_run:
         if args.json:
             print(json.dumps(listed, indent=2))
-        elif not items:
+            return 0
+        if not items:
             print("nothing to clean up")
         for r in listed:
             print(f"would remove {r['kind']:<14} {r['name']}  (run {r['run_id']})")
