@@ -9,6 +9,7 @@ Steps raise ``UserError`` for the user's mistakes and ``StepFailed`` for everyth
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -24,6 +25,7 @@ import psutil
 
 from . import predictions
 from .backends.base import BackendError, JobRef, ModelRef, ServiceConfig, ServiceRef
+from .backends.local.procs import tail
 from .errors import Interrupted, StepFailed, UserError
 from .events import Event
 from .ledger import Ledger
@@ -141,7 +143,7 @@ class Pipeline:
     def teardown(self) -> dict:
         """Delete everything this run created, newest first. Idempotent; never raises for
         a resource that is already gone; failures are reported and left for ``cleanup``."""
-        with self._step("teardown", always=True) as info:
+        with self._step("teardown") as info:
             if self.plan.teardown.keep_model_copy and self.model is not None:
                 self._keep_model_copy()
             deleted, failed = teardown_run(self.backend, self.ledger, self.plan.run_id, self._log)
@@ -203,9 +205,9 @@ class Pipeline:
             raise UserError(f"step '{step}' has not succeeded in this pipeline yet", hint=f"call {step}() first, or run()")
 
     @contextmanager
-    def _step(self, name: str, always: bool = False):
+    def _step(self, name: str):
         self._begin()
-        with self.report.step(name, self._emit, always=always) as info:
+        with self.report.step(name, self._emit) as info:
             try:
                 yield info
             except BackendError as exc:   # the backend's words, tied to the step that hit them
@@ -223,7 +225,6 @@ class Pipeline:
             result = subprocess.run([sys.executable, "-m", *module_args], cwd=REPO_ROOT, stdout=fh,
                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         if result.returncode != 0:
-            from .backends.local.procs import tail
             raise StepFailed("prepare", f"{title} failed (exit {result.returncode}):\n{tail(log, 8)}", log=str(log))
 
     def _follow_job(self, info: dict):
@@ -246,14 +247,13 @@ class Pipeline:
                     return state
                 if time.time() > deadline:
                     self.backend.stop_job(self.job)
-                    raise StepFailed("train", f"job did not finish within max_runtime + 120s")
+                    raise StepFailed("train", "job did not finish within max_runtime + 120s")
                 time.sleep(self.poll_interval if not lines else 0.05)
 
     def _job_metrics(self) -> dict:
         target = self.plan.run_dir / "metrics.json"
         try:
             self.backend.storage.get(self.plan.output_uri + "metrics.json", str(target))
-            import json
             return json.loads(target.read_text()).get("final", {})
         except (BackendError, UserError, OSError, ValueError):
             return {}

@@ -23,7 +23,7 @@ class Report:
         self.ended_at: float | None = None
 
     @contextmanager
-    def step(self, name: str, emit, always: bool = False):
+    def step(self, name: str, emit):
         info: dict = {"status": "running"}
         self.steps[name] = info
         emit("step_start", name)

@@ -55,13 +55,14 @@ def test_signal_during_training_tears_everything_down(tmp_path, sig, code):
         worker = wait_for(lambda: job_worker(tmp_path / "state"), 60, "the job to run")
         proc.send_signal(sig)
         out, err = proc.communicate(timeout=60)
-    finally:
+        assert proc.returncode == code, err
+        report = json.loads(out)
+        assert report["status"] == "interrupted" and report["steps"]["teardown"]["status"] == "succeeded"
+        assert not psutil.pid_exists(worker) or psutil.Process(worker).status() == psutil.STATUS_ZOMBIE
+        assert json.loads(cli("cleanup", "--dry-run", "--json", cwd=tmp_path).stdout) == []
+    finally:   # even when an assertion fails, leave nothing running
         proc.kill()
-    assert proc.returncode == code, err
-    report = json.loads(out)
-    assert report["status"] == "interrupted" and report["steps"]["teardown"]["status"] == "succeeded"
-    assert not psutil.pid_exists(worker) or psutil.Process(worker).status() == psutil.STATUS_ZOMBIE
-    assert json.loads(cli("cleanup", "--dry-run", "--json", cwd=tmp_path).stdout) == []
+        cli("cleanup", cwd=tmp_path)
 
 
 def test_sigkill_while_predictor_is_up_then_cleanup(tmp_path):
@@ -83,6 +84,13 @@ def test_sigkill_while_predictor_is_up_then_cleanup(tmp_path):
         proc.wait(timeout=10)
     finally:
         proc.kill()
+    try:
+        check_cleanup_after_sigkill(tmp_path, state, ready)
+    finally:   # even when an assertion fails, leave no predictor behind
+        cli("cleanup", cwd=tmp_path)
+
+
+def check_cleanup_after_sigkill(tmp_path: Path, state: Path, ready: Path) -> None:
     service = json.loads(ready.read_text())
     predictor = psutil.Process(service["pid"])
     assert predictor.is_running(), "the predictor outlives its orchestrator until cleanup"
@@ -90,8 +98,8 @@ def test_sigkill_while_predictor_is_up_then_cleanup(tmp_path):
     assert {"service", "model", "job", "object_prefix", "temp_dir"} <= {item["kind"] for item in listed}
     result = cli("cleanup", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    predictor.wait(timeout=10) if predictor.is_running() else None
-    assert not predictor.is_running() or predictor.status() == psutil.STATUS_ZOMBIE
+    gone, _ = psutil.wait_procs([predictor], timeout=10)
+    assert gone, "cleanup stopped the predictor"
     assert port_is_free(service["port"])
     assert json.loads(cli("cleanup", "--dry-run", "--json", cwd=tmp_path).stdout) == []
     survivors = [p for p in psutil.process_iter(["cmdline"]) if any(str(state) in c for c in p.info["cmdline"] or [])]

@@ -80,3 +80,16 @@ def test_run_ids_differ(tmp_path):
     a = build_plan(make_spec(tmp_path), config(), spec_path=tmp_path / "p.yaml", config_dir=tmp_path)
     b = build_plan(make_spec(tmp_path), config(), spec_path=tmp_path / "p.yaml", config_dir=tmp_path)
     assert a.run_id != b.run_id
+
+
+def test_pipeline_from_dict_for_notebooks(tmp_path):
+    from orchestrator import Pipeline
+    from pipelines import tiny_pipeline
+    tiny_pipeline(tmp_path)
+    p = Pipeline.from_dict({"name": "nb-demo", "train": {"hyperparameters": {"num_epochs": 1}}},
+                           base_dir=tmp_path, config=tmp_path / "config.json")
+    assert p.plan.pipeline == "nb-demo" and ("num_epochs", "1") in p.plan.job.hyperparameters
+    assert p.plan.root == (tmp_path / "state").resolve()
+    with pytest.raises(UserError, match="unknown key 'trian'"):
+        Pipeline.from_dict({"name": "nb-demo", "trian": {}}, base_dir=tmp_path, config=tmp_path / "config.json")
+    assert not list(tmp_path.glob(".pipeline-*")), "no temporary files left behind"

@@ -14,13 +14,14 @@ import os
 import shutil
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
 from . import procs
 from .storage import LocalObjectStore
 
-TERMINATE = False
+STOP = threading.Event()   # set by SIGTERM: stop the script, record Terminated
 
 
 def record(job_dir: Path, phase: str, reason: str = "", **extra) -> None:
@@ -52,8 +53,7 @@ def job_env(job: dict, job_dir: Path, code: Path) -> dict:
 
 
 def main(job_dir: Path) -> int:
-    global TERMINATE
-    signal.signal(signal.SIGTERM, lambda *_: globals().__setitem__("TERMINATE", True))
+    signal.signal(signal.SIGTERM, lambda *_: STOP.set())
     job = procs.read_json(job_dir / "job.json")
     store = LocalObjectStore(Path(job["store_root"]))
     record(job_dir, "Creating", "staging code and data", supervisor=procs.identify(os.getpid()).to_dict())
@@ -69,7 +69,7 @@ def main(job_dir: Path) -> int:
     except Exception as exc:  # staging problems end the job with a reason, never silently
         record(job_dir, "Failed", f"staging failed: {exc}")
         return 1
-    if TERMINATE:
+    if STOP.is_set():
         record(job_dir, "Terminated", "stopped before start")
         return 0
     record(job_dir, "Pending", "starting the script")
@@ -80,12 +80,12 @@ def main(job_dir: Path) -> int:
     record(job_dir, "Running", "", worker=ident.to_dict())
     deadline = time.time() + float(job["max_runtime_s"] or 1e12)
     while child.poll() is None:
-        if TERMINATE or time.time() > deadline:
+        if STOP.is_set() or time.time() > deadline:
             procs.stop(ident, grace_s=10)
             child.wait()
-            why = "terminated on request" if TERMINATE else f"exceeded max_runtime of {job['max_runtime_s']:.0f}s"
-            record(job_dir, "Terminated" if TERMINATE else "Failed", why)
-            return 0 if TERMINATE else 1
+            why = "terminated on request" if STOP.is_set() else f"exceeded max_runtime of {job['max_runtime_s']:.0f}s"
+            record(job_dir, "Terminated" if STOP.is_set() else "Failed", why)
+            return 0 if STOP.is_set() else 1
         time.sleep(0.2)
     code_ = child.returncode
     if code_ != 0:
