@@ -11,6 +11,7 @@ from pathlib import Path
 
 from .backends.base import JobSpec, ModelSpec, ServiceConfig, ServiceSpec
 from .errors import UserError
+from .yamlsource import line_of, load_with_lines
 from .spec import ConfigSpec, GenerateSpec, PipelineSpec, TeardownSection
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -106,13 +107,13 @@ def build_plan(spec: PipelineSpec, config: ConfigSpec, *, spec_path: Path, confi
         workers=spec.data.workers)
     if spec.predict.images == "holdout" and spec.data.test_ratio == 0:
         raise UserError("predict.images is 'holdout' but data.test_ratio is 0, so nothing is held out",
-                        where=f"{spec_path}", hint="set data.test_ratio (e.g. 0.1) or point predict.images at a folder")
+                        where=_where(spec_path, "data.test_ratio"), hint="set data.test_ratio (e.g. 0.1) or point predict.images at a folder")
     if spec.predict.images != "holdout":
         _existing_path(base, spec.predict.images, "predict.images", spec_path)
 
     code_dir = _existing_dir(base, spec.train.code_dir, "train.code_dir", spec_path, fallback=REPO_ROOT)
     if not (code_dir / spec.train.boot_file).is_file():
-        raise UserError(f"train.boot_file '{spec.train.boot_file}' is not in {code_dir}", where=str(spec_path))
+        raise UserError(f"train.boot_file '{spec.train.boot_file}' is not in {code_dir}", where=_where(spec_path, "train.boot_file"))
     include = ()
     if spec.train.inference_code:
         include = (str(_existing_dir(base, spec.train.inference_code, "train.inference_code", spec_path,
@@ -173,10 +174,20 @@ def _local_notes(config: ConfigSpec, flavor: str, what: str) -> list[str]:
     return [f"{what} flavour '{flavor}' ({known.cpus} vCPU) runs on this machine's {os.cpu_count()} CPU cores"]
 
 
+def _where(spec_path: Path, key: str) -> str:
+    """``file:line`` of ``key`` (read again only when there is an error to report)."""
+    try:
+        _, lines = load_with_lines(spec_path)
+    except UserError:
+        return str(spec_path)
+    line = line_of(lines, tuple(key.split(".")))   # a defaulted key points at its section
+    return f"{spec_path}:{line}" if line else str(spec_path)
+
+
 def _existing_dir(base: Path, value: str, key: str, spec_path: Path, fallback: Path | None = None) -> Path:
     path = _resolve(base, value, fallback)
     if not path.is_dir():
-        raise UserError(f"{key}: folder '{value}' does not exist (looked in {path})", where=str(spec_path),
+        raise UserError(f"{key}: folder '{value}' does not exist (looked in {path})", where=_where(spec_path, key),
                         hint="fix the path; relative paths are read from the pipeline file's folder")
     return path
 
@@ -184,7 +195,7 @@ def _existing_dir(base: Path, value: str, key: str, spec_path: Path, fallback: P
 def _existing_path(base: Path, value: str, key: str, spec_path: Path) -> Path:
     path = _resolve(base, value, None)
     if not path.exists():
-        raise UserError(f"{key}: '{value}' does not exist (looked in {path})", where=str(spec_path))
+        raise UserError(f"{key}: '{value}' does not exist (looked in {path})", where=_where(spec_path, key))
     return path
 
 

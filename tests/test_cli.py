@@ -21,7 +21,7 @@ def test_validate_and_plan_the_default_pipeline():
 def test_user_errors_exit_2_fast_with_one_clear_message(tmp_path):
     cases = {
         "name: demo\ntrain:\n  hyperparamters: {}\n": ("pipeline.yaml:3", "did you mean 'hyperparameters'"),
-        "name: demo\ndata:\n  source: no/such/folder\n": ("data.source", "does not exist"),
+        "name: demo\ndata:\n  source: no/such/folder\n": ("pipeline.yaml:3", "data.source", "does not exist"),
         "name: demo\nservice:\n  instance_count: -1\n": ("pipeline.yaml:3", "service.instance_count"),
     }
     for text, expected in cases.items():
