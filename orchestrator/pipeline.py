@@ -18,13 +18,14 @@ import sys
 import threading
 import time
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
 import psutil
 
 from . import predictions
-from .backends.base import BackendError, JobRef, ModelRef, ServiceConfig, ServiceRef
+from .backends.base import BackendError, JobRef, ModelRef, ServiceRef
 from .backends.local.procs import tail
 from .errors import Interrupted, StepFailed, UserError
 from .events import Event
@@ -114,8 +115,8 @@ class Pipeline:
         self._need("import_model")
         with self._step("deploy") as info:
             spec = self.plan.service
-            configs = tuple(ServiceConfig(**{**c.__dict__, "model_id": self.model.id}) for c in spec.configs)
-            spec = type(spec)(**{**spec.__dict__, "configs": configs})
+            configs = tuple(replace(c, model_id=self.model.id) for c in spec.configs)
+            spec = replace(spec, configs=configs)
             rid = self.ledger.intend(self.plan.run_id, "service", spec.name, {"flavor": configs[0].flavor})
             self.service = self.backend.deploy(spec)
             self.ledger.created(rid, self.service.id, {"url": self.service.url})

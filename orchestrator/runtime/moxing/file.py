@@ -1,0 +1,403 @@
+"""``mox.file``: one API over local paths and ``obs://`` / ``s3://`` objects.
+
+Objects live as plain files under ``$ORCHESTRATOR_OBS_ROOT/obs/<bucket>/<key>`` (the local
+object store's layout), so what a job writes here is what ``LocalObjectStore`` reads and
+the other way round. Rules, the same as the store's:
+
+- bucket names: 3-63 of ``a-z0-9.-``, starting and ending with a letter or digit;
+- keys: relative, no backslash or control character, no empty, ``.`` or ``..`` segment,
+  no segment starting with ``.tmp-`` (writers' temp files); otherwise ``MoxPathError``;
+- every write goes to a ``.tmp-*`` file in the target folder, is fsynced, then renamed
+  over the target, so readers see the old content or the new, never half;
+- with ``ORCHESTRATOR_OBS_ROOT`` unset, any ``obs://`` path raises ``ObsRootNotSetError``.
+
+The store's manifest caches (size, mtime, sha256) per object and trusts a row only while
+size and mtime still match the file. A write here makes a new file (new mtime); should the
+clock tick be too coarse to tell old from new, the new file's mtime is nudged forward so
+the row goes stale and the store re-hashes. (Not covered: a key removed here and rewritten
+with the same size within one clock tick, while the store still holds the removed file's row.)
+
+Folders: an obs "directory" is a prefix; here it is a folder on disk. ``list_directory``
+returns names relative to the path (recursive: files and folders, '/'-separated).
+"""
+
+from __future__ import annotations
+
+import glob as _glob
+import os
+import re
+import shutil
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+
+__all__ = ["exists", "is_directory", "make_dirs", "mk_dir", "copy", "copy_parallel", "remove",
+           "read", "write", "append", "list_directory", "glob", "rename", "File", "shift",
+           "MoxPathError", "ObsRootNotSetError"]
+
+ROOT_ENV = "ORCHESTRATOR_OBS_ROOT"
+SCHEMES = ("obs://", "s3://")
+TMP_PREFIX = ".tmp-"
+_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_IP_RE = re.compile(r"^\d+\.\d+\.\d+\.\d+$")
+_MAX_KEY_BYTES = 1024
+_CHUNK = 1 << 20
+
+
+class MoxPathError(ValueError):
+    """A malformed obs:// path: bad bucket, or a key that would escape the bucket."""
+
+
+class ObsRootNotSetError(RuntimeError):
+    """An obs:// path was used but ORCHESTRATOR_OBS_ROOT is not set."""
+
+
+# -- addressing -----------------------------------------------------------------
+
+def _scheme(path: str) -> str | None:
+    return next((s for s in SCHEMES if path[: len(s)].lower() == s), None)
+
+
+def _is_obs(path) -> bool:
+    return isinstance(path, str) and _scheme(path) is not None
+
+
+def _split(uri: str) -> tuple[str, str, str]:
+    scheme = _scheme(uri)
+    bucket, _, key = uri[len(scheme):].partition("/")
+    if not _BUCKET_RE.match(bucket) or ".." in bucket or ".-" in bucket or "-." in bucket \
+            or _IP_RE.match(bucket):
+        raise MoxPathError(f"bad bucket name {bucket!r} in {uri!r}")
+    _check_key(uri, key)
+    return scheme, bucket, key
+
+
+def _check_key(uri: str, key: str) -> None:
+    if "\\" in key or any(ord(c) < 32 for c in key):
+        raise MoxPathError(f"key {key!r} in {uri!r} contains a backslash or a control character")
+    if len(key.encode()) > _MAX_KEY_BYTES:
+        raise MoxPathError(f"key in {uri!r} is longer than {_MAX_KEY_BYTES} bytes")
+    if key.startswith("/"):
+        raise MoxPathError(f"key {key!r} in {uri!r} is an absolute path")
+    segments = key.split("/")[:-1] if key.endswith("/") else key.split("/")
+    for seg in segments if key else ():
+        if seg in ("", ".", ".."):
+            raise MoxPathError(f"key {key!r} in {uri!r} has an empty, '.' or '..' segment "
+                               "(it would escape the bucket)")
+        if seg.startswith(TMP_PREFIX):
+            raise MoxPathError(f"key {key!r} in {uri!r} has a segment starting with {TMP_PREFIX!r}")
+
+
+def _obs_base() -> str:
+    root = os.environ.get(ROOT_ENV)
+    if not root:
+        raise ObsRootNotSetError(f"obs:// paths need {ROOT_ENV} (the local object store's root) "
+                                 "to be set; it is set for training jobs run by the local backend")
+    return os.path.join(root, "obs")
+
+
+def _local(path) -> str:
+    """The file-system path behind a local path or an obs:// URI (validated)."""
+    path = os.fspath(path)
+    if not _is_obs(path):
+        return path
+    _, bucket, key = _split(path)
+    return os.path.join(_obs_base(), bucket, *[s for s in key.split("/") if s])
+
+
+def _join(path: str, rel: str) -> str:
+    """``path`` / ``rel`` ('/'-separated), keeping obs URIs as URIs."""
+    if _is_obs(path):
+        return path.rstrip("/") + "/" + rel
+    return os.path.join(path, *rel.split("/"))
+
+
+# -- writing ----------------------------------------------------------------------
+
+def _open_temp(target: str):
+    folder = os.path.dirname(os.path.abspath(target))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, dir=folder)
+    return os.fdopen(fd, "wb"), tmp
+
+
+def _publish(tmp: str, target: str) -> None:
+    """fsync'd temp file -> target, by rename; make sure the mtime changes."""
+    os.chmod(tmp, 0o644)  # mkstemp makes 0600; objects are ordinary files
+    try:
+        old = os.stat(target)
+    except OSError:
+        old = None
+    if old is not None:
+        new = os.stat(tmp)
+        if new.st_mtime_ns <= old.st_mtime_ns:   # coarse clock: same tick as the old file
+            bumped = old.st_mtime_ns + 2000
+            os.utime(tmp, ns=(new.st_atime_ns, bumped))
+    os.replace(tmp, target)
+
+
+def _discard(tmp: str) -> None:
+    try:
+        os.unlink(tmp)
+    except FileNotFoundError:
+        pass
+
+
+def _write_bytes(target: str, data: bytes, append_from: str | None = None) -> None:
+    out, tmp = _open_temp(target)
+    try:
+        with out:
+            if append_from is not None and os.path.isfile(append_from):
+                with open(append_from, "rb") as old:
+                    shutil.copyfileobj(old, out, _CHUNK)
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        _publish(tmp, target)
+    except BaseException:
+        _discard(tmp)
+        raise
+
+
+def _copy_file(src_fs: str, dst_fs: str) -> None:
+    out, tmp = _open_temp(dst_fs)
+    try:
+        with out, open(src_fs, "rb") as inp:
+            shutil.copyfileobj(inp, out, _CHUNK)
+            out.flush()
+            os.fsync(out.fileno())
+        _publish(tmp, dst_fs)
+    except BaseException:
+        _discard(tmp)
+        raise
+
+
+# -- public API --------------------------------------------------------------------
+
+def exists(path) -> bool:
+    return os.path.exists(_local(path))
+
+
+def is_directory(path) -> bool:
+    return os.path.isdir(_local(path))
+
+
+def make_dirs(path) -> None:
+    os.makedirs(_local(path), exist_ok=True)
+
+
+def mk_dir(path) -> None:
+    os.mkdir(_local(path))
+
+
+def read(path, binary: bool = False):
+    with open(_local(path), "rb") as fh:
+        data = fh.read()
+    return data if binary else data.decode("utf-8")
+
+
+def write(path, content, binary: bool = False) -> None:
+    """Replace the file at ``path`` with ``content`` (str, or bytes when binary), atomically."""
+    data = content if isinstance(content, (bytes, bytearray)) else str(content).encode("utf-8")
+    _write_bytes(_local(path), bytes(data))
+
+
+def append(path, content, binary: bool = False) -> None:
+    """Add ``content`` at the end (a new file with old + new, renamed over the old)."""
+    target = _local(path)
+    data = content if isinstance(content, (bytes, bytearray)) else str(content).encode("utf-8")
+    _write_bytes(target, bytes(data), append_from=target)
+
+
+def copy(src_url, dst_url) -> None:
+    """Copy one file (local or obs) to a file path (local or obs)."""
+    src = _local(src_url)
+    if os.path.isdir(src):
+        raise IsADirectoryError(f"{src_url} is a directory; use copy_parallel")
+    if not os.path.isfile(src):
+        raise FileNotFoundError(f"no such file: {src_url}")
+    _copy_file(src, _local(dst_url))
+
+
+def _walk_files(path: str) -> list[str]:
+    """'/'-separated paths of the files under the folder ``path``, temp files skipped."""
+    fs = _local(path)
+    out = []
+    for dirpath, dirs, files in os.walk(fs):
+        dirs[:] = [d for d in dirs if not d.startswith(TMP_PREFIX)]
+        rel = os.path.relpath(dirpath, fs)
+        sub = "" if rel == "." else rel.replace(os.sep, "/") + "/"
+        out += [sub + f for f in files if not f.startswith(TMP_PREFIX)]
+    return sorted(out)
+
+
+def copy_parallel(src_url, dst_url, threads: int = 8, **_ignored) -> None:
+    """Copy the folder ``src_url`` recursively into ``dst_url`` (any mix of local and obs);
+    a file is copied like ``copy``."""
+    src_url, dst_url = os.fspath(src_url), os.fspath(dst_url)
+    src = _local(src_url)
+    if os.path.isfile(src):
+        return copy(src_url, dst_url)
+    if not os.path.isdir(src):
+        raise FileNotFoundError(f"no such file or directory: {src_url}")
+    rels = _walk_files(src_url)
+    pairs = [(_local(_join(src_url, r)), _local(_join(dst_url, r))) for r in rels]  # validates all keys first
+    make_dirs(dst_url)
+    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+        for fut in [pool.submit(_copy_file, s, d) for s, d in pairs]:
+            fut.result()
+
+
+def remove(path, recursive: bool = False) -> None:
+    fs = _local(path)
+    if os.path.isdir(fs) and not os.path.islink(fs):
+        if not recursive:
+            raise IsADirectoryError(f"{path} is a directory; pass recursive=True")
+        shutil.rmtree(fs)
+    elif os.path.lexists(fs):
+        os.unlink(fs)
+    else:
+        raise FileNotFoundError(f"no such file or directory: {path}")
+
+
+def list_directory(path, recursive: bool = False) -> list[str]:
+    """Sorted names under ``path``, relative to it; recursive lists files and folders at
+    every depth ('a', 'a/b.txt'). Temp files are left out."""
+    fs = _local(path)
+    if not os.path.isdir(fs):
+        if os.path.exists(fs):
+            raise NotADirectoryError(f"{path} is not a directory")
+        raise FileNotFoundError(f"no such directory: {path}")
+    if not recursive:
+        return sorted(n for n in os.listdir(fs) if not n.startswith(TMP_PREFIX))
+    out = []
+    for dirpath, dirs, files in os.walk(fs):
+        dirs[:] = [d for d in dirs if not d.startswith(TMP_PREFIX)]
+        rel = os.path.relpath(dirpath, fs)
+        sub = "" if rel == "." else rel.replace(os.sep, "/") + "/"
+        out += [sub + n for n in dirs + files if not n.startswith(TMP_PREFIX)]
+    return sorted(out)
+
+
+def glob(pattern) -> list[str]:
+    """Paths matching a shell pattern (``*``, ``?``, ``[...]``; not in the bucket name).
+    Results for an obs pattern are obs URIs with the same scheme and bucket."""
+    pattern = os.fspath(pattern)
+    if not _is_obs(pattern):
+        return sorted(_glob.glob(pattern))
+    scheme, bucket, key = _split(pattern)
+    base = os.path.join(_obs_base(), bucket)
+    found = _glob.glob(os.path.join(base, *[s for s in key.split("/") if s]))
+    out = []
+    for p in found:
+        rel = os.path.relpath(p, base).replace(os.sep, "/")
+        if any(seg.startswith(TMP_PREFIX) for seg in rel.split("/")):
+            continue
+        out.append(f"{pattern[:len(scheme)]}{bucket}/{rel}")
+    return sorted(out)
+
+
+def rename(src_url, dst_url) -> None:
+    """Move a file or folder (any mix of local and obs); an existing file target is replaced."""
+    src, dst = _local(src_url), _local(dst_url)
+    if not os.path.exists(src):
+        raise FileNotFoundError(f"no such file or directory: {src_url}")
+    if os.path.isdir(src):
+        if not (_is_obs(os.fspath(src_url)) or _is_obs(os.fspath(dst_url))):
+            try:
+                os.makedirs(os.path.dirname(os.path.abspath(dst)), exist_ok=True)
+                os.rename(src, dst)
+                return
+            except OSError:  # other file system, or target folder not empty
+                pass
+        copy_parallel(src_url, dst_url)
+        shutil.rmtree(src)
+        return
+    os.makedirs(os.path.dirname(os.path.abspath(dst)), exist_ok=True)
+    if _is_obs(os.fspath(dst_url)) or _is_obs(os.fspath(src_url)):
+        _copy_file(src, dst)   # a fresh file (new mtime) so the store's manifest sees the change
+        os.unlink(src)
+        return
+    try:
+        os.replace(src, dst)
+    except OSError:            # another file system
+        _copy_file(src, dst)
+        os.unlink(src)
+
+
+class File:
+    """``with mox.file.File(path, mode) as f``: a file object. Writing modes ('w', 'a', 'x',
+    with or without 'b') write to a temp file that replaces ``path`` on a clean close; an
+    exception inside the ``with`` block discards it. '+' modes are not supported."""
+
+    def __init__(self, path, mode: str = "r", encoding: str | None = None, newline: str | None = None):
+        if "+" in mode:
+            raise ValueError(f"mode {mode!r} is not supported by mox.file.File")
+        self.name, self.mode = os.fspath(path), mode
+        self._target = _local(path)
+        self._tmp = None
+        kind = mode.replace("b", "").replace("t", "")
+        if kind == "r":
+            self._fh = open(self._target, mode, encoding=encoding, newline=newline)
+            return
+        if kind not in ("w", "a", "x"):
+            raise ValueError(f"invalid mode {mode!r}")
+        if kind == "x" and os.path.exists(self._target):
+            raise FileExistsError(f"{self.name} exists")
+        raw, self._tmp = _open_temp(self._target)
+        try:
+            if kind == "a" and os.path.isfile(self._target):
+                with open(self._target, "rb") as old:
+                    shutil.copyfileobj(old, raw, _CHUNK)
+            raw.close()
+            self._fh = open(self._tmp, "ab" if "b" in mode else "a", encoding=encoding, newline=newline)
+        except BaseException:
+            _discard(self._tmp)
+            raise
+
+    def __getattr__(self, name):
+        return getattr(self._fh, name)
+
+    def __iter__(self):
+        return iter(self._fh)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            self.close()
+        else:
+            self._abort()
+        return False
+
+    @property
+    def closed(self) -> bool:
+        return self._fh.closed
+
+    def close(self) -> None:
+        if self._fh.closed:
+            return
+        if self._tmp is None:
+            self._fh.close()
+            return
+        try:
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
+            self._fh.close()
+            _publish(self._tmp, self._target)
+        except BaseException:
+            self._abort()
+            raise
+        finally:
+            self._tmp = None
+
+    def _abort(self) -> None:
+        self._fh.close()
+        if self._tmp is not None:
+            _discard(self._tmp)
+            self._tmp = None
+
+
+def shift(*_args, **_kwargs) -> None:
+    """moxing's shift('os', 'mox') patches builtins for obs paths; here it does nothing."""
+    return None
