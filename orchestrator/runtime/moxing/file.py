@@ -142,14 +142,12 @@ def _discard(tmp: str) -> None:
         pass
 
 
-def _write_bytes(target: str, data: bytes, append_from: str | None = None) -> None:
+def _atomic_write(target: str, fill) -> None:
+    """Write ``target`` through a temp file: ``fill(out)`` writes the content."""
     out, tmp = _open_temp(target)
     try:
         with out:
-            if append_from is not None and os.path.isfile(append_from):
-                with open(append_from, "rb") as old:
-                    shutil.copyfileobj(old, out, _CHUNK)
-            out.write(data)
+            fill(out)
             out.flush()
             os.fsync(out.fileno())
         _publish(tmp, target)
@@ -158,17 +156,20 @@ def _write_bytes(target: str, data: bytes, append_from: str | None = None) -> No
         raise
 
 
+def _write_bytes(target: str, data: bytes, append_from: str | None = None) -> None:
+    def fill(out):
+        if append_from is not None and os.path.isfile(append_from):
+            with open(append_from, "rb") as old:
+                shutil.copyfileobj(old, out, _CHUNK)
+        out.write(data)
+    _atomic_write(target, fill)
+
+
 def _copy_file(src_fs: str, dst_fs: str) -> None:
-    out, tmp = _open_temp(dst_fs)
-    try:
-        with out, open(src_fs, "rb") as inp:
+    def fill(out):
+        with open(src_fs, "rb") as inp:
             shutil.copyfileobj(inp, out, _CHUNK)
-            out.flush()
-            os.fsync(out.fileno())
-        _publish(tmp, dst_fs)
-    except BaseException:
-        _discard(tmp)
-        raise
+    _atomic_write(dst_fs, fill)
 
 
 # -- public API --------------------------------------------------------------------
