@@ -107,13 +107,15 @@ def build_plan(spec: PipelineSpec, config: ConfigSpec, *, spec_path: Path, confi
         workers=spec.data.workers)
     if spec.predict.images == "holdout" and spec.data.test_ratio == 0:
         raise UserError("predict.images is 'holdout' but data.test_ratio is 0, so nothing is held out",
-                        where=_where(spec_path, "data.test_ratio"), hint="set data.test_ratio (e.g. 0.1) or point predict.images at a folder")
+                        where=_where(spec_path, "data.test_ratio"),
+                        hint="set data.test_ratio (e.g. 0.1) or point predict.images at a folder")
     if spec.predict.images != "holdout":
         _existing_path(base, spec.predict.images, "predict.images", spec_path)
 
     code_dir = _existing_dir(base, spec.train.code_dir, "train.code_dir", spec_path, fallback=REPO_ROOT)
     if not (code_dir / spec.train.boot_file).is_file():
-        raise UserError(f"train.boot_file '{spec.train.boot_file}' is not in {code_dir}", where=_where(spec_path, "train.boot_file"))
+        raise UserError(f"train.boot_file '{spec.train.boot_file}' is not in {code_dir}",
+                        where=_where(spec_path, "train.boot_file"))
     include = ()
     if spec.train.inference_code:
         include = (str(_existing_dir(base, spec.train.inference_code, "train.inference_code", spec_path,
@@ -185,17 +187,16 @@ def _where(spec_path: Path, key: str) -> str:
 
 
 def _existing_dir(base: Path, value: str, key: str, spec_path: Path, fallback: Path | None = None) -> Path:
+    return _existing_path(base, value, key, spec_path, fallback, folder=True)
+
+
+def _existing_path(base: Path, value: str, key: str, spec_path: Path, fallback: Path | None = None,
+                   folder: bool = False) -> Path:
     path = _resolve(base, value, fallback)
-    if not path.is_dir():
-        raise UserError(f"{key}: folder '{value}' does not exist (looked in {path})", where=_where(spec_path, key),
+    if not (path.is_dir() if folder else path.exists()):
+        what = "folder " if folder else ""
+        raise UserError(f"{key}: {what}'{value}' does not exist (looked in {path})", where=_where(spec_path, key),
                         hint="fix the path; relative paths are read from the pipeline file's folder")
-    return path
-
-
-def _existing_path(base: Path, value: str, key: str, spec_path: Path) -> Path:
-    path = _resolve(base, value, None)
-    if not path.exists():
-        raise UserError(f"{key}: '{value}' does not exist (looked in {path})", where=_where(spec_path, key))
     return path
 
 

@@ -83,9 +83,10 @@ def main(job_dir: Path) -> int:
         if STOP.is_set() or time.time() > deadline:
             procs.stop(ident, grace_s=10)
             child.wait()
-            why = "terminated on request" if STOP.is_set() else f"exceeded max_runtime of {job['max_runtime_s']:.0f}s"
-            record(job_dir, "Terminated" if STOP.is_set() else "Failed", why)
-            return 0 if STOP.is_set() else 1
+            stopped = STOP.is_set()   # read once: a late SIGTERM must not mix the two outcomes
+            why = "terminated on request" if stopped else f"exceeded max_runtime of {job['max_runtime_s']:.0f}s"
+            record(job_dir, "Terminated" if stopped else "Failed", why)
+            return 0 if stopped else 1
         time.sleep(0.2)
     code_ = child.returncode
     if code_ != 0:
