@@ -69,14 +69,26 @@ class Pipeline:
             rid = self.ledger.intend(self.plan.run_id, "temp_dir", str(data.work_dir), {})
             data.work_dir.mkdir(parents=True, exist_ok=True)
             self.ledger.created(rid, str(data.work_dir))
-            if data.generate:
-                g = data.generate
-                self._tool("generate", ["jobs.data.generate_classification", str(data.images_dir), "--classes",
-                                        str(g.classes), "--images-per-class", str(g.images_per_class), "--seed",
-                                        str(g.seed), "--min-size", str(g.min_size), "--max-size", str(g.max_size)])
-            self._tool("im2rec", ["jobs.data.im2rec", str(data.images_dir), str(data.packed_dir), "--val-ratio",
-                                  str(data.val_ratio), "--test-ratio", str(data.test_ratio), "--resize", str(data.resize),
-                                  "--quality", str(data.quality), "--workers", str(data.workers)])
+            g = data.generate
+            if data.mode == "prepared":
+                pass                                  # existing .rec/.idx files are uploaded as they are
+            elif data.task == "face" and g:           # the generator packs too (train identities + pairs .bin)
+                self._tool("generate", ["jobs.data.generate_faces", "--out", str(data.work_dir), "--identities",
+                                        str(g.identities), "--images-per-identity", str(g.images_per_identity),
+                                        "--verify-identities", str(g.verify_identities), "--pairs", str(g.pairs),
+                                        "--test-ratio", str(data.test_ratio), "--seed", str(g.seed)])
+            elif data.task == "face":
+                self._tool("face_rec", ["jobs.data.face_rec", "--src", str(data.images_dir), "--out",
+                                        str(data.packed_dir), "--test-ratio", str(data.test_ratio),
+                                        "--workers", str(data.workers)])
+            else:
+                if g:
+                    self._tool("generate", ["jobs.data.generate_classification", str(data.images_dir), "--classes",
+                                            str(g.classes), "--images-per-class", str(g.images_per_class), "--seed",
+                                            str(g.seed), "--min-size", str(g.min_size), "--max-size", str(g.max_size)])
+                self._tool("im2rec", ["jobs.data.im2rec", str(data.images_dir), str(data.packed_dir), "--val-ratio",
+                                      str(data.val_ratio), "--test-ratio", str(data.test_ratio), "--resize",
+                                      str(data.resize), "--quality", str(data.quality), "--workers", str(data.workers)])
             return data.packed_dir
 
     def upload(self) -> str:

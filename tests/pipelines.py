@@ -29,7 +29,9 @@ def tiny_pipeline(tmp_path: Path, **sections) -> Path:
         "service": {"deploy_timeout": "2m"},
     }
     for key, value in sections.items():
-        spec[key] = {**spec.get(key, {}), **value} if isinstance(value, dict) else value
+        if isinstance(value, dict):   # merged into the section; None drops a key
+            value = {k: v for k, v in {**spec.get(key, {}), **value}.items() if v is not None}
+        spec[key] = value
     path = tmp_path / "pipeline.yaml"
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
     return path

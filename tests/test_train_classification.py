@@ -183,3 +183,35 @@ def test_remote_urls_go_through_moxing(data_dir, tmp_path):
     out = tmp_path / "obs" / "bucket" / "job" / "out"
     assert {"resnet-8-0001.params", "metrics.json", "model"} <= set(os.listdir(out))
     assert (out / "model" / "customize_service.py").is_file()
+
+
+@pytest.mark.slow
+def test_killed_job_resumes_from_its_last_checkpoint(data_dir, tmp_path):
+    """SIGKILL mid-training (no chance to clean up), then --resume=auto finishes the job."""
+    import signal
+    import time
+
+    out = tmp_path / "train_url"
+    args = [f"--data_url={data_dir}", f"--train_url={out}", "--num_epochs=40", "--export_model=False", *TINY]
+    proc = subprocess.Popen([sys.executable, TRAIN_PY, *args], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not (out / "resnet-8-0002.params").exists() and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = {int(p.name[9:13]) for p in out.glob("resnet-8-*.params")}
+    assert 2 <= max(done) < 40, done
+    # the newest file may have been cut short by the kill: truncate it to make sure
+    newest = out / ("resnet-8-%04d.params" % max(done))
+    newest.write_bytes(newest.read_bytes()[:100])
+
+    resumed = run_train(*args, "--resume=auto", "--num_epochs=%d" % (max(done) + 2))
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "trying the previous checkpoint" in resumed.stderr
+    begin = max(done) - 1                        # the last checkpoint that reads back
+    assert f"Resuming from resnet-8-{begin:04d}.params" in resumed.stdout
+    trained = sorted({int(e) for e in re.findall(r"Epoch\[(\d+)\] Train-accuracy", resumed.stdout)})
+    assert trained == list(range(begin, max(done) + 2))
+    epochs = json.loads((out / "metrics.json").read_text())["epochs"]
+    assert [e["epoch"] for e in epochs] == list(range(max(done) + 2))
