@@ -38,18 +38,23 @@ def _parser() -> argparse.ArgumentParser:
             sp.add_argument("pipeline", type=Path, help="the pipeline file (pipeline.yaml)")
         sp.add_argument("--config", type=Path, help="config.json with backend profiles (default: found next to the "
                                                     "pipeline or in the current folder)")
+        sp.add_argument("--profile", help="backend profile of config.json (overrides the pipeline's)")
+        sp.add_argument("--backend", choices=("local", "modelarts"),
+                        help="use the profile of config.json with this backend (when --profile is not given)")
+        if pipeline:
+            sp.add_argument("--strict", action="store_true",
+                            help="refuse settings this profile would only emulate or ignore (e.g. GPU flavours locally)")
         sp.set_defaults(func=func)
         return sp
 
     sp = add("run", cmd_run, "run every step: prepare, upload, train, import, deploy, predict, teardown", True)
-    sp.add_argument("--profile", help="backend profile of config.json (overrides the pipeline's)")
     sp.add_argument("--json", action="store_true", help="print a machine-readable summary instead of the live view")
     sp.add_argument("--keep", action="store_true", help="leave everything running (teardown.when=never)")
     sp.add_argument("-v", "--verbose", action="store_true", help="show every job log line")
+    sp.add_argument("--resume", metavar="RUN", help="continue run RUN (after a crash or Ctrl-C): finished steps are "
+                                                    "skipped, a job still running is re-attached, uploads resume")
     sp = add("validate", cmd_validate, "check a pipeline file without side effects", True)
-    sp.add_argument("--profile")
     sp = add("plan", cmd_plan, "show the steps, names and emulation notes of a run (no side effects)", True)
-    sp.add_argument("--profile")
     sp.add_argument("--json", action="store_true")
     sp = add("status", cmd_status, "list runs, or one run's resources")
     sp.add_argument("run", nargs="?", help="a run id (or a unique prefix)")
@@ -74,7 +79,8 @@ def cmd_run(args) -> int:
 
     console = Console(stderr=args.json)
     display = Display(console, verbose=args.verbose)
-    pipeline = open_pipeline(args.pipeline, args.config, args.profile, None if args.json else display)
+    pipeline = open_pipeline(args.pipeline, args.config, _profile(args), None if args.json else display,
+                             resume=args.resume, strict=args.strict)
     if args.keep:
         pipeline.plan = _replace_teardown(pipeline.plan, "never")
     code = 0
@@ -99,14 +105,14 @@ def cmd_run(args) -> int:
 
 def cmd_validate(args) -> int:
     from .factory import load_plan
-    plan, _, _ = load_plan(args.pipeline, args.config, args.profile)
+    plan, _, _ = load_plan(args.pipeline, args.config, _profile(args), strict=args.strict)
     print(f"{args.pipeline}: valid ({len(plan.steps)} steps on the '{plan.profile}' profile, backend {plan.backend})")
     return 0
 
 
 def cmd_plan(args) -> int:
     from .factory import load_plan
-    plan, _, _ = load_plan(args.pipeline, args.config, args.profile)
+    plan, _, _ = load_plan(args.pipeline, args.config, _profile(args), strict=args.strict)
     if args.json:
         print(json.dumps(plan.to_dict(), indent=2))
         return 0
@@ -124,7 +130,7 @@ def cmd_plan(args) -> int:
 def cmd_status(args) -> int:
     from .factory import config_and_dir, ledger_for, make_backend
     config, config_dir = config_and_dir(args.config)
-    backend = make_backend(config, config_dir, None)
+    backend = make_backend(config, config_dir, _profile(args))
     ledger = ledger_for(backend)
     if args.run:
         run = ledger.find_run(args.run)
@@ -155,7 +161,7 @@ def cmd_logs(args) -> int:
     from .factory import config_and_dir, ledger_for, make_backend
     from .reconcile import owner_alive
     config, config_dir = config_and_dir(args.config)
-    ledger = ledger_for(make_backend(config, config_dir, None))
+    ledger = ledger_for(make_backend(config, config_dir, _profile(args)))
     run = ledger.find_run(args.run)
     logs = Path(run.run_dir) / "logs"
     offsets: dict[Path, int] = {}
@@ -180,7 +186,7 @@ def cmd_cleanup(args) -> int:
     from .factory import config_and_dir, ledger_for, make_backend
     from .reconcile import leftovers, remove, owner_alive
     config, config_dir = config_and_dir(args.config)
-    backend = make_backend(config, config_dir, None)
+    backend = make_backend(config, config_dir, _profile(args))
     ledger = ledger_for(backend)
     run_id = ledger.find_run(args.run).run_id if args.run else None
     items = leftovers(backend, ledger, run_id)
@@ -215,6 +221,22 @@ def cmd_schema(args) -> int:
     else:
         sys.stdout.write(text)
     return 0
+
+
+def _profile(args) -> str | None:
+    """``--profile``, else the profile of config.json that uses ``--backend`` (the default
+    profile when it does), else None (the pipeline's or config.json's default)."""
+    if args.profile or not args.backend:
+        return args.profile
+    from .factory import config_and_dir
+    config, _ = config_and_dir(args.config, getattr(args, "pipeline", None))
+    names = sorted(n for n, p in config.profiles.items() if p.backend == args.backend)
+    if config.default_profile in names:
+        return config.default_profile
+    if len(names) == 1:
+        return names[0]
+    raise UserError(f"{len(names)} profiles of config.json use the '{args.backend}' backend"
+                    + (f": {', '.join(names)}" if names else ""), hint="name one with --profile")
 
 
 def _replace_teardown(plan, when: str):

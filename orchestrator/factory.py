@@ -40,29 +40,52 @@ def config_and_dir(config_path: Path | None, pipeline_path: Path | None = None) 
 
 def make_backend(config: ConfigSpec, config_dir: Path, profile: str | None):
     name, prof = config.profile(profile)
+    root = (config_dir / os.path.expanduser(prof.root)).resolve()
     if not isinstance(prof, LocalProfile):
-        raise UserError(f"profile '{name}' uses the '{prof.backend}' backend, which this version cannot run yet",
-                        hint="use a local profile")
+        from .backends.modelarts.backend import from_profile   # credentials come from the environment
+        return from_profile(name, prof, root)
     from .backends.local.backend import LocalBackend
-    return LocalBackend((config_dir / os.path.expanduser(prof.root)).resolve(), prof.predictor_host)
+    return LocalBackend(root, prof.predictor_host)
 
 
 def ledger_for(backend) -> Ledger:
     return Ledger(backend.root / "ledger.sqlite")
 
 
-def load_plan(pipeline_path: Path, config_path: Path | None, profile: str | None) -> tuple[Plan, ConfigSpec, Path]:
+def load_plan(pipeline_path: Path, config_path: Path | None, profile: str | None,
+              run_id: str | None = None, strict: bool = False) -> tuple[Plan, ConfigSpec, Path]:
     spec = load_pipeline(pipeline_path)
     config, config_dir = config_and_dir(config_path, pipeline_path)
-    plan = build_plan(spec, config, spec_path=pipeline_path, config_dir=config_dir, profile=profile)
+    plan = build_plan(spec, config, spec_path=pipeline_path, config_dir=config_dir, profile=profile, run_id=run_id,
+                      strict=strict)
     return plan, config, config_dir
 
 
-def open_pipeline(pipeline_path: Path, config_path: Path | None, profile: str | None, on_event=None):
+def open_pipeline(pipeline_path: Path, config_path: Path | None, profile: str | None, on_event=None,
+                  resume: str | None = None, strict: bool = False):
+    """A Pipeline for a new run, or for continuing run ``resume`` (an id or unique prefix)."""
     from .pipeline import Pipeline
-    plan, config, config_dir = load_plan(pipeline_path, config_path, profile)
+    plan, config, config_dir = load_plan(pipeline_path, config_path, profile, strict=strict)
     backend = make_backend(config, config_dir, plan.profile)
-    return Pipeline(plan, backend, ledger_for(backend), on_event, poll_interval=config.poll_interval)
+    if hasattr(backend, "preflight"):      # cloud: bad credentials or a missing bucket fail now, not mid-run
+        backend.preflight((plan.data.data_uri.split("/")[2],))
+    ledger = ledger_for(backend)
+    if resume:
+        run = resumable_run(ledger, resume, plan.pipeline)
+        plan, _, _ = load_plan(pipeline_path, config_path, profile, run_id=run.run_id)
+    return Pipeline(plan, backend, ledger, on_event, poll_interval=config.poll_interval, resume=bool(resume))
+
+
+def resumable_run(ledger: Ledger, prefix: str, pipeline: str):
+    from .reconcile import owner_alive
+    run = ledger.find_run(prefix)
+    if run.pipeline != pipeline:
+        raise UserError(f"run {run.run_id} belongs to pipeline '{run.pipeline}', not '{pipeline}'",
+                        hint=f"resume it with its own file: {run.spec_path}")
+    if run.status == "running" and owner_alive(run):
+        raise UserError(f"run {run.run_id} is still running (process {run.owner_pid})",
+                        hint="wait for it, or stop it with Ctrl-C / kill, then resume")
+    return run
 
 
 def pipeline_from_dict(spec: dict, base_dir: Path, config_path: Path | None, profile: str | None, on_event=None):

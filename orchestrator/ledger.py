@@ -49,6 +49,9 @@ _SCHEMA = (
         rid INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL REFERENCES runs(run_id),
         kind TEXT NOT NULL, name TEXT NOT NULL, ref_id TEXT, state TEXT NOT NULL,
         detail TEXT NOT NULL, created_at REAL NOT NULL, updated_at REAL NOT NULL, reason TEXT)""",
+    """CREATE TABLE IF NOT EXISTS steps (
+        run_id TEXT NOT NULL REFERENCES runs(run_id), step TEXT NOT NULL, key TEXT NOT NULL,
+        outputs TEXT NOT NULL, finished_at REAL NOT NULL, PRIMARY KEY (run_id, step))""",
     "CREATE INDEX IF NOT EXISTS resources_run ON resources (run_id)",
     "CREATE INDEX IF NOT EXISTS resources_state ON resources (state)",
     "CREATE INDEX IF NOT EXISTS runs_started ON runs (started_at)",
@@ -205,6 +208,29 @@ class Ledger:
         except sqlite3.IntegrityError:
             raise BackendError(f"run id {run_id!r} is already in the ledger {self.path}") from None
         return record
+
+    def resume_run(self, run_id: str, owner_pid: int, owner_started: float) -> RunRecord:
+        """Hand an ended (or orphaned) run to a new owner process and mark it running again.
+        A run whose owner is alive is refused by the caller (see reconcile.owner_alive)."""
+        with self._tx(write=True) as con:
+            if con.execute("SELECT 1 FROM runs WHERE run_id=?", (run_id,)).fetchone() is None:
+                raise BackendError(f"run {run_id!r} is not in the ledger {self.path}")
+            con.execute("UPDATE runs SET status='running', ended_at=NULL, owner_pid=?, owner_started=? "
+                        "WHERE run_id=?", (owner_pid, float(owner_started), run_id))
+        return self.run(run_id)
+
+    def step_succeeded(self, run_id: str, step: str, key: str, outputs: dict) -> None:
+        """Remember that ``step`` finished with inputs hashed to ``key`` (for ``run --resume``)."""
+        encoded = _encode_detail(outputs)
+        with self._tx(write=True) as con:
+            con.execute("INSERT OR REPLACE INTO steps VALUES (?,?,?,?,?)", (run_id, step, key, encoded, time.time()))
+
+    def step_outputs(self, run_id: str, step: str, key: str) -> dict | None:
+        """The outputs of ``step`` if it succeeded with the same ``key``, else None."""
+        with self._tx() as con:
+            row = con.execute("SELECT outputs FROM steps WHERE run_id=? AND step=? AND key=?",
+                              (run_id, step, key)).fetchone()
+        return json.loads(row[0]) if row else None
 
     def finish_run(self, run_id: str, status: str) -> None:
         """Set a final status. A running run may end in any; an ended one may only become

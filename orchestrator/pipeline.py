@@ -24,7 +24,7 @@ from typing import Callable
 
 import psutil
 
-from . import predictions
+from . import failpoints, predictions
 from .backends.base import BackendError, JobRef, ModelRef, ServiceRef
 from .backends.local.procs import tail
 from .errors import Interrupted, StepFailed, UserError
@@ -33,13 +33,17 @@ from .ledger import Ledger
 from .plan import REPO_ROOT, STEPS, Plan
 from .progress import TrainingProgress, update
 from .reconcile import teardown_run
+from .resume import EarlierAttempt
 from .report import Report
+from .signals import raise_interrupted, signals_deferred
 
 
 class Pipeline:
     def __init__(self, plan: Plan, backend, ledger: Ledger, on_event: Callable[[Event], None] | None = None,
-                 poll_interval: float = 0.5):
+                 poll_interval: float = 0.5, resume: bool = False):
         self.plan, self.backend, self.ledger = plan, backend, ledger
+        self.resume = resume   # continue plan.run_id: reuse what an earlier attempt finished
+        self.earlier = EarlierAttempt(plan, backend, ledger, resume, self._emit)
         self.on_event = on_event or (lambda event: None)
         self.poll_interval = poll_interval
         self.report = Report(plan)
@@ -64,11 +68,14 @@ class Pipeline:
 
     # the steps
     def prepare(self) -> Path:
-        with self._step("prepare"):
+        with self._step("prepare") as info:
             data = self.plan.data
-            rid = self.ledger.intend(self.plan.run_id, "temp_dir", str(data.work_dir), {})
+            rid = self.earlier.intend("temp_dir", str(data.work_dir), {})
             data.work_dir.mkdir(parents=True, exist_ok=True)
             self.ledger.created(rid, str(data.work_dir))
+            if self.earlier.step_done("prepare") and (data.packed_dir / "dataset.json").is_file():
+                info["resumed"] = True
+                return data.packed_dir
             g = data.generate
             if data.mode == "prepared":
                 pass                                  # existing .rec/.idx files are uploaded as they are
@@ -95,7 +102,7 @@ class Pipeline:
         self._need("prepare")
         with self._step("upload") as info:
             prefix = self.plan.data.data_uri.rsplit("/data/", 1)[0] + "/"
-            rid = self.ledger.intend(self.plan.run_id, "object_prefix", prefix, {})
+            rid = self.earlier.intend("object_prefix", prefix, {})   # unchanged files are skipped: resumes
             stats = self.backend.storage.put(str(self.plan.data.packed_dir), self.plan.data.data_uri)
             self.ledger.created(rid, prefix)
             info.update(files=stats.files, skipped=stats.skipped, bytes=stats.bytes)
@@ -105,9 +112,13 @@ class Pipeline:
         self._need("upload")
         with self._step("train") as info:
             spec = self.plan.job
-            rid = self.ledger.intend(self.plan.run_id, "job", spec.name, {"flavor": spec.flavor})
-            self.job = self.backend.submit_job(spec)
-            self.ledger.created(rid, self.job.id)
+            self.job = self.earlier.reuse("job", spec.name, "train", lambda row: JobRef(row.ref_id, row.name))
+            if self.job is not None:
+                info["resumed"] = "re-attached to the earlier job"
+            else:
+                rid = self.earlier.intend("job", spec.name, {"flavor": spec.flavor, "key": self.plan.key("train")})
+                self.job = self.backend.submit_job(spec)   # a restarted job finds its checkpoints in train_url
+                self.ledger.created(rid, self.job.id)
             state = self._follow_job(info)
             if state.phase != "Completed":
                 raise StepFailed("train", f"job {spec.name} {state.phase.lower()}: {state.reason}",
@@ -117,9 +128,15 @@ class Pipeline:
 
     def import_model(self) -> ModelRef:
         self._need("train")
-        with self._step("import_model"):
-            rid = self.ledger.intend(self.plan.run_id, "model", self.plan.model.name, {})
-            self.model = self.backend.import_model(self.plan.model)
+        with self._step("import_model") as info:
+            spec = self.plan.model
+            self.model = self.earlier.reuse("model", spec.name, "import_model",
+                                       lambda row: ModelRef(row.ref_id, row.name, spec.version))
+            if self.model is not None:
+                info["resumed"] = True
+                return self.model
+            rid = self.earlier.intend("model", spec.name, {"key": self.plan.key("import_model")})
+            self.model = self.backend.import_model(spec)
             self.ledger.created(rid, self.model.id)
             return self.model
 
@@ -129,7 +146,12 @@ class Pipeline:
             spec = self.plan.service
             configs = tuple(replace(c, model_id=self.model.id) for c in spec.configs)
             spec = replace(spec, configs=configs)
-            rid = self.ledger.intend(self.plan.run_id, "service", spec.name, {"flavor": configs[0].flavor})
+            self.service = self.earlier.reuse("service", spec.name, "deploy",
+                                         lambda row: ServiceRef(row.ref_id, row.name, row.detail["url"]))
+            if self.service is not None:
+                info.update(url=self.service.url, resumed=True)
+                return self.service
+            rid = self.earlier.intend("service", spec.name, {"flavor": configs[0].flavor, "key": self.plan.key("deploy")})
             self.service = self.backend.deploy(spec)
             self.ledger.created(rid, self.service.id, {"url": self.service.url})
             info["url"] = self.service.url
@@ -143,6 +165,7 @@ class Pipeline:
             for i, case in enumerate(cases):
                 result = predictions.send(self.backend, self.service, case)
                 results.append(result)
+                failpoints.hit("predict:running")
                 self._emit("prediction", "predict", result.get("error") or result["predicted_label"],
                            done=i + 1, total=len(cases), result=result)
             summary = predictions.summarise(results)
@@ -178,7 +201,7 @@ class Pipeline:
     def __enter__(self) -> "Pipeline":
         self._previous = None
         if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGTERM, _raise_interrupted)
+            self._previous = signal.signal(signal.SIGTERM, raise_interrupted)
         return self
 
     def __exit__(self, exc_type, exc, tb) -> bool:
@@ -189,7 +212,7 @@ class Pipeline:
         when = self.plan.teardown.when
         try:
             if self._started and not self._torn_down and (when == "always" or (when == "on_success" and exc is None)):
-                with _signals_deferred():
+                with signals_deferred():
                     try:
                         self.teardown()
                     except StepFailed as err:
@@ -208,8 +231,12 @@ class Pipeline:
         if not self._started:
             me = psutil.Process()
             self.plan.run_dir.joinpath("logs").mkdir(parents=True, exist_ok=True)
-            self.ledger.start_run(self.plan.run_id, self.plan.pipeline, str(self.plan.spec_path), self.plan.backend,
-                                  self.plan.profile, me.pid, me.create_time(), str(self.plan.run_dir))
+            if self.resume and self.ledger.run(self.plan.run_id) is not None:
+                self.ledger.resume_run(self.plan.run_id, me.pid, me.create_time())
+            else:
+                self.ledger.start_run(self.plan.run_id, self.plan.pipeline, str(self.plan.spec_path),
+                                      self.plan.backend, self.plan.profile, me.pid, me.create_time(),
+                                      str(self.plan.run_dir))
             self._started = True
             self.report.save()
 
@@ -221,16 +248,21 @@ class Pipeline:
     def _step(self, name: str):
         self._begin()
         with self.report.step(name, self._emit) as info:
+            failpoints.hit(f"{name}:start")
             try:
                 yield info
             except BackendError as exc:   # the backend's words, tied to the step that hit them
                 raise StepFailed(name, str(exc)) from exc
+            failpoints.hit(f"{name}:end")
+        if name in self.plan.steps_keyed:
+            self.ledger.step_succeeded(self.plan.run_id, name, self.plan.key(name), {})
 
     def _emit(self, kind: str, step: str, message: str = "", **data) -> None:
         self.on_event(Event(kind, step, message, data))
 
     def _log(self, message: str) -> None:
         self._emit("log", "teardown", message)
+        failpoints.hit("teardown:running")
 
     def _tool(self, title: str, module_args: list[str]) -> None:
         log = self.plan.run_dir / "logs" / "prepare.log"
@@ -250,6 +282,7 @@ class Pipeline:
                 for line in lines:
                     log.write(line + "\n")
                     self._emit("log", "train", line)
+                    failpoints.hit("train:running")
                     new = update(progress, line)
                     if new is not None:
                         progress = new
@@ -279,23 +312,3 @@ class Pipeline:
         except (BackendError, UserError, OSError) as exc:
             self._log(f"could not keep a copy of the model package: {exc}")
             shutil.rmtree(target, ignore_errors=True)
-
-
-def _raise_interrupted(signum, frame):
-    raise Interrupted(f"received signal {signum}")
-
-
-class _signals_deferred:
-    """Teardown must finish: hold SIGINT/SIGTERM until it has (main thread only)."""
-
-    def __enter__(self):
-        self.caught, self.saved = [], {}
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self.saved[sig] = signal.signal(sig, lambda s, f: self.caught.append(s))
-        return self
-
-    def __exit__(self, *exc):
-        for sig, handler in self.saved.items():
-            signal.signal(sig, handler)
-        return False

@@ -8,11 +8,13 @@ import secrets
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from .backends.base import JobSpec, ModelSpec, ServiceConfig, ServiceSpec
 from .errors import UserError
+from .stepkeys import step_keys
 from .yamlsource import line_of, load_with_lines
-from .spec import ConfigSpec, GenerateSpec, PipelineSpec, TeardownSection
+from .spec import ConfigSpec, FaceGenerateSpec, GenerateSpec, PipelineSpec, TeardownSection
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 STEPS = ("prepare", "upload", "train", "import_model", "deploy", "predict", "teardown")
@@ -20,7 +22,9 @@ STEPS = ("prepare", "upload", "train", "import_model", "deploy", "predict", "tea
 
 @dataclass(frozen=True)
 class DataPlan:
-    generate: GenerateSpec | None      # None: use source_dir as it is
+    task: str                          # classification | face
+    mode: str                          # generate | pack (an image folder) | prepared (existing .rec files)
+    generate: GenerateSpec | FaceGenerateSpec | None
     source_dir: Path | None
     work_dir: Path                     # temporary: generated images and packed RecordIO
     data_uri: str                      # obs:// prefix the packed data is uploaded to
@@ -32,11 +36,11 @@ class DataPlan:
 
     @property
     def images_dir(self) -> Path:
-        return self.source_dir or self.work_dir / "images"
+        return self.source_dir if self.mode == "pack" else self.work_dir / "images"
 
     @property
     def packed_dir(self) -> Path:
-        return self.work_dir / "packed"
+        return self.source_dir if self.mode == "prepared" else self.work_dir / "packed"
 
 
 @dataclass(frozen=True)
@@ -70,6 +74,14 @@ class Plan:
     teardown: TeardownSection
     notes: tuple[str, ...]
     steps: tuple[Step, ...]
+    keys: tuple[tuple[str, str], ...] = ()    # (step, key): see stepkeys.py
+
+    def key(self, step: str) -> str:
+        return dict(self.keys).get(step, "")
+
+    @property
+    def steps_keyed(self) -> frozenset[str]:
+        return frozenset(step for step, _ in self.keys)
 
     @property
     def output_uri(self) -> str:
@@ -86,25 +98,20 @@ def new_run_id(now: float | None = None) -> str:
 
 
 def build_plan(spec: PipelineSpec, config: ConfigSpec, *, spec_path: Path, config_dir: Path,
-               profile: str | None = None, run_id: str | None = None) -> Plan:
-    """Decide names, paths and emulation notes. Raises ``UserError`` for what cannot run."""
+               profile: str | None = None, run_id: str | None = None, strict: bool = False) -> Plan:
+    """Decide names, paths and emulation notes. Raises ``UserError`` for what cannot run,
+    and with ``strict`` for settings this profile would only emulate or ignore."""
     profile_name, prof = config.profile(profile or spec.profile)
-    if prof.backend != "local":
-        raise UserError(f"profile '{profile_name}' uses the '{prof.backend}' backend, which this version cannot run yet",
-                        hint="use the 'local' profile (--profile local)")
     run_id = run_id or new_run_id()
     base = spec_path.resolve().parent
     root = (config_dir / os.path.expanduser(prof.root)).resolve()
     prefix = f"obs://{spec.bucket}/{spec.name}/{run_id}"
 
-    source_dir = None
-    if spec.data.source != "generated":
-        source_dir = _existing_dir(base, spec.data.source, "data.source", spec_path)
-    data = DataPlan(
-        generate=spec.data.generate if source_dir is None else None, source_dir=source_dir,
-        work_dir=root / "tmp" / run_id, data_uri=f"{prefix}/data/", val_ratio=spec.data.val_ratio,
-        test_ratio=spec.data.test_ratio, resize=spec.data.resize, quality=spec.data.quality,
-        workers=spec.data.workers)
+    data = _data_plan(spec, base, spec_path, work_dir=root / "tmp" / run_id, data_uri=f"{prefix}/data/")
+    if spec.predict.images == "holdout" and data.mode == "prepared":
+        raise UserError(f"data.source {data.source_dir} holds packed RecordIO files, so no images are held out "
+                        "for the predict step", where=_where(spec_path, "predict.images"),
+                        hint="point predict.images at a folder of test images (one sub-folder per class)")
     if spec.predict.images == "holdout" and spec.data.test_ratio == 0:
         raise UserError("predict.images is 'holdout' but data.test_ratio is 0, so nothing is held out",
                         where=_where(spec_path, "data.test_ratio"),
@@ -135,23 +142,52 @@ def build_plan(spec: PipelineSpec, config: ConfigSpec, *, spec_path: Path, confi
         name=f"{spec.service.name or spec.name}-{run_id}-svc", run_id=run_id, deploy_timeout_s=spec.service.deploy_timeout,
         configs=(ServiceConfig(model_id="<imported model>", flavor=spec.service.flavor,
                                instance_count=spec.service.instance_count, envs=tuple(spec.service.envs.items())),))
-    notes = tuple(_local_notes(config, job.flavor, "training") + _local_notes(config, spec.service.flavor, "service"))
+    info, emulated = _backend_notes(spec, config, prof, job)
+    if strict and emulated:
+        raise UserError(f"--strict: profile '{profile_name}' would not run this pipeline as written:\n  - "
+                        + "\n  - ".join(emulated), where=str(spec_path),
+                        hint="use a profile that runs it for real, change the settings named, or drop --strict")
+    notes = tuple(info + emulated)
     predict = PredictPlan(spec.predict.images, spec.predict.limit, spec.predict.min_accuracy)
     run_dir = root / "runs" / run_id
     plan_args = dict(run_id=run_id, pipeline=spec.name, spec_path=spec_path.resolve(), profile=profile_name,
                      backend=prof.backend, root=root, run_dir=run_dir, data=data, job=job, model=model,
                      service=service, predict=predict, teardown=spec.teardown, notes=notes)
-    return Plan(**plan_args, steps=_steps(spec, data, job, model, service, predict))
+    keys = step_keys(data, REPO_ROOT / "jobs" / "data", job, model, service, predict)
+    return Plan(**plan_args, steps=_steps(spec, data, job, model, service, predict), keys=tuple(keys.items()))
+
+
+def _data_plan(spec: PipelineSpec, base: Path, spec_path: Path, work_dir: Path, data_uri: str) -> DataPlan:
+    d = spec.data
+    source_dir, mode = None, "generate"
+    if d.source != "generated":
+        source_dir = _existing_dir(base, d.source, "data.source", spec_path)
+        mode = "prepared" if any(source_dir.glob("*.rec")) else "pack"
+    generate = (d.faces if d.task == "face" else d.generate) if mode == "generate" else None
+    return DataPlan(task=d.task, mode=mode, generate=generate, source_dir=source_dir, work_dir=work_dir,
+                    data_uri=data_uri, val_ratio=d.val_ratio, test_ratio=d.test_ratio, resize=d.resize,
+                    quality=d.quality, workers=d.workers)
+
+
+def _prepare_details(data: DataPlan) -> tuple[str, ...]:
+    if data.mode == "prepared":
+        return (f"use the RecordIO files in {data.source_dir} as they are",)
+    g = data.generate
+    if data.task == "face":
+        source = (f"generate {g.identities} identities x {g.images_per_identity} faces, {g.pairs} verification pairs "
+                  f"of {g.verify_identities} other identities (seed {g.seed})" if g else f"use face folder {data.source_dir}")
+        return source, f"pack face RecordIO (held out {data.test_ratio:.0%}) in {data.work_dir}"
+    source = (f"generate {g.classes} classes x {g.images_per_class} images (seed {g.seed})" if g
+              else f"use image folder {data.source_dir}")
+    return source, (f"pack RecordIO (val {data.val_ratio:.0%}, held out {data.test_ratio:.0%}, "
+                    f"shorter edge {data.resize or 'kept'}) in {data.work_dir}")
 
 
 def _steps(spec, data: DataPlan, job: JobSpec, model: ModelSpec, service: ServiceSpec, predict: PredictPlan):
-    source = (f"generate {data.generate.classes} classes x {data.generate.images_per_class} images (seed {data.generate.seed})"
-              if data.generate else f"use image folder {data.source_dir}")
     hp = " ".join(f"--{k}={v}" for k, v in job.hyperparameters) or "(script defaults)"
     cfg = service.configs[0]
     return (
-        Step("prepare", "Prepare data", (source, f"pack RecordIO (val {data.val_ratio:.0%}, held out {data.test_ratio:.0%}, "
-                                                 f"shorter edge {data.resize or 'kept'}) in {data.work_dir}")),
+        Step("prepare", "Prepare data", _prepare_details(data)),
         Step("upload", "Upload data", (f"to {data.data_uri}",)),
         Step("train", "Train", (f"job {job.name}: {Path(job.code_dir).name}/{job.boot_file} {hp}",
                                 f"flavour {job.flavor} x {job.instance_count}, max runtime {job.max_runtime_s:.0f}s",
@@ -174,6 +210,41 @@ def _local_notes(config: ConfigSpec, flavor: str, what: str) -> list[str]:
         return [f"{what} flavour '{flavor}' ({known.gpus} x {known.gpu_type or 'GPU'}) is emulated on the CPU: "
                 f"the local backend is CPU-only (MXNet 1.9.1 CUDA wheels have no kernels for current GPUs)"]
     return [f"{what} flavour '{flavor}' ({known.cpus} vCPU) runs on this machine's {os.cpu_count()} CPU cores"]
+
+
+def _backend_notes(spec: PipelineSpec, config: ConfigSpec, prof, job: JobSpec) -> tuple[list[str], list[str]]:
+    """(information, settings emulated or ignored by this profile). The real cloud runs
+    flavours, nodes and runtimes as written; the local backend and the emulator (a
+    ModelArts endpoint on this machine) run everything on this machine's CPU."""
+    flavors = ((job.flavor, "training"), (spec.service.flavor, "service"))
+    if prof.backend == "modelarts" and not _on_this_machine(prof.endpoints()[0]):
+        return [f"{what} flavour '{f}' is not in config.json's flavors; ModelArts checks it on creation"
+                for f, what in flavors if f not in config.flavors], []
+    info, emulated = [], []
+    for flavor, what in flavors:
+        known = config.flavors.get(flavor)
+        (emulated if known is None or known.gpus else info).extend(_local_notes(config, flavor, what))
+    emulated += _distributed_notes(job)
+    if "runtime" in spec.model.model_fields_set:
+        emulated.append(f"model.runtime '{spec.model.runtime}' is ignored: the predictor runs on this machine's Python "
+                        "(with the MXNet runtime's compatibility layer)")
+    if prof.backend == "modelarts":
+        info.insert(0, f"ModelArts endpoint {prof.endpoints()[0]} is on this machine (the emulator): jobs and services "
+                       "run here, through the real SDKs and wire protocols")
+    return info, emulated
+
+
+def _on_this_machine(url: str) -> bool:
+    host = (urlsplit(url).hostname or "").lower()
+    return host in ("localhost", "::1") or host.startswith("127.")
+
+
+def _distributed_notes(job: JobSpec) -> list[str]:
+    n = job.instance_count
+    if n == 1:
+        return []
+    return [f"training on {n} emulated nodes: {n} workers + {n} servers + scheduler on loopback (dist_sync), "
+            f"sharing this machine's {os.cpu_count()} CPU cores"]
 
 
 def _where(spec_path: Path, key: str) -> str:

@@ -53,9 +53,23 @@ class GenerateSpec(Strict):
     max_size: int = Field(256, ge=32, le=2048)
 
 
+class FaceGenerateSpec(Strict):
+    """Synthetic face-like identities at 112x112 for the face-recognition task."""
+    identities: int = Field(20, ge=2, le=2000)
+    images_per_identity: int = Field(30, ge=4, le=1000)
+    verify_identities: int = Field(10, ge=2, le=2000, description="disjoint identities for the verification pairs")
+    pairs: int = Field(200, ge=20, le=20000, description="verification pairs written to lfw.bin")
+    seed: int = 0
+
+
 class DataSpec(Strict):
-    source: str = Field("generated", description="'generated', or a folder with one sub-folder of images per class")
+    task: Literal["classification", "face"] = Field(
+        "classification", description="'classification' packs im2rec RecordIO; 'face' packs insightface's face "
+                                      "RecordIO (identity table, property) with a verification .bin")
+    source: str = Field("generated", description="'generated'; a folder with one sub-folder of images per class "
+                                                 "(or identity); or a folder of existing .rec/.idx files, uploaded as is")
     generate: GenerateSpec = GenerateSpec()
+    faces: FaceGenerateSpec = FaceGenerateSpec()
     val_ratio: float = Field(0.2, ge=0.0, lt=0.9)
     test_ratio: float = Field(0.1, ge=0.0, lt=0.9, description="held out for the predict step")
     resize: int = Field(72, ge=0, le=2048, description="shorter edge when packing RecordIO; 0 keeps the size")
@@ -70,7 +84,8 @@ class TrainSpec(Strict):
                                        description="folder whose customize_service.py and config.json are shipped "
                                                    "with the training code, for export_model; null for none")
     flavor: str = "modelarts.vm.cpu.8u"
-    instance_count: int = Field(1, ge=1, le=1, description="multi-node training is not available yet")
+    instance_count: int = Field(1, ge=1, le=8, description="nodes; > 1 trains with MXNet's parameter server "
+                                "(--kv_store=dist_sync unless set; batch_size is per worker)")
     hyperparameters: dict[str, Scalar] = {}
     envs: dict[str, str] = {}
     max_runtime: Duration = 3600.0
@@ -135,13 +150,30 @@ class LocalProfile(Strict):
 
 
 class ModelArtsProfile(Strict):
+    """Huawei Cloud (or the emulator): endpoints default to the region's public ones. The
+    AK/SK are read from the environment variables named here, never from a file."""
     backend: Literal["modelarts"]
     region: str
     project_id: str
-    modelarts_endpoint: str | None = None
-    obs_endpoint: str | None = None
+    modelarts_endpoint: str | None = Field(None, description="default https://modelarts.<region>.myhuaweicloud.com")
+    obs_endpoint: str | None = Field(None, description="default https://obs.<region>.myhuaweicloud.com")
     ak_env: str = "HUAWEICLOUD_SDK_AK"
     sk_env: str = "HUAWEICLOUD_SDK_SK"
+    root: str = Field(".orchestrator", description="local folder for the ledger, run folders and upload checkpoints")
+    verify_ssl: bool = True
+    path_style: bool = Field(False, description="path-style OBS addressing (local S3-compatible servers)")
+    obs_signature: Literal["obs", "v2", "v4"] = Field("obs", description="v2 for local S3-compatible servers")
+    create_bucket: bool = Field(False, description="create the pipeline's bucket when it does not exist")
+    engine_name: str = "MXNet"
+    engine_version: str = Field("MXNet-1.2.1-python3.7", description="a preset engine of your region "
+                                "(GET /v2/{project_id}/training-job-engines)")
+    request_timeout: Duration = 60.0
+    retries: int = Field(5, ge=1, le=20)
+    poll_interval: Duration = 2.0
+
+    def endpoints(self) -> tuple[str, str]:
+        return (self.modelarts_endpoint or f"https://modelarts.{self.region}.myhuaweicloud.com",
+                self.obs_endpoint or f"https://obs.{self.region}.myhuaweicloud.com")
 
 
 Profile = Annotated[Union[LocalProfile, ModelArtsProfile], Field(discriminator="backend")]

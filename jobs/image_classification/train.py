@@ -24,11 +24,13 @@ Log (stdout, via logging, one message per line, no prefix)::
     Epoch[0] Train-accuracy=...   Epoch[0] Time cost=...   Saved checkpoint to "..."
     Epoch[0] Validation-accuracy=...  -cross-entropy=...  -top_k_accuracy_5=...
 
-epoch_size = ceil(num_examples / workers / batch_size).  Warnings go to stderr.
+epoch_size = ceil(num_examples / workers / batch_size); with ``--kv_store=dist_sync`` it
+comes from the smallest worker's shard (rec_data.sync_epoch_size) and every worker runs
+exactly that many batches per epoch.  Warnings go to stderr.
 
-Resume a killed job with ``--load_epoch=N`` (N = completed epochs, i.e. the newest
-``<prefix>-000N.params``), or ``--resume=auto`` to pick the newest checkpoint in train_url
-(a fresh start when there is none).  Epoch numbering, the lr schedule and metrics.json
+A restarted job continues from the newest readable checkpoint in train_url (``--resume=auto``,
+the default; ``--resume=no`` starts fresh), or from ``--load_epoch=N`` (N = completed
+epochs, i.e. ``<prefix>-000N.params``).  Epoch numbering, the lr schedule and metrics.json
 continue; momentum restarts at zero.  ``--pretrained=PREFIX --pretrained_epoch=N``
 fine-tunes from another checkpoint (every parameter except ``fc1``).
 
@@ -92,14 +94,13 @@ def pick_context(num_gpus):
     return [mx.gpu(i) for i in range(min(num_gpus, available))]
 
 
-def newest_checkpoint(train_url, prefix):
-    """Highest N with <prefix>-000N.params and <prefix>-symbol.json in train_url, or None."""
+def checkpoints(train_url, prefix):
+    """Epochs N with <prefix>-000N.params (and <prefix>-symbol.json) in train_url, newest first."""
     if not os.path.isfile(os.path.join(train_url, prefix + "-symbol.json")):
-        return None
+        return []
     pattern = re.compile(re.escape(prefix) + r"-(\d{4})\.params$")
     matches = [pattern.match(f) for f in os.listdir(train_url)]
-    epochs = [int(m.group(1)) for m in matches if m]
-    return max((e for e in epochs if e > 0), default=None)
+    return sorted((int(m.group(1)) for m in matches if m and int(m.group(1)) > 0), reverse=True)
 
 
 def load_params(prefix, epoch, what):
@@ -117,11 +118,15 @@ def load_params(prefix, epoch, what):
 def initial_params(args):
     """(begin_epoch, arg_params, aux_params) from --load_epoch/--resume/--pretrained."""
     prefix = os.path.join(args.train_url, args.model_prefix)
-    epoch = args.load_epoch
-    if epoch is None and args.resume == "auto":
-        epoch = newest_checkpoint(args.train_url, args.model_prefix)
-    if epoch:
-        return (epoch,) + load_params(prefix, epoch, "--load_epoch")
+    if args.load_epoch:
+        return (args.load_epoch,) + load_params(prefix, args.load_epoch, "--load_epoch")
+    if args.load_epoch is None and args.resume == "auto":
+        # A job killed while saving leaves a truncated newest file: fall back to the one before.
+        for epoch in checkpoints(args.train_url, args.model_prefix):
+            try:
+                return (epoch,) + load_params(prefix, epoch, "--resume=auto")
+            except JobError as e:
+                log.warning("%s; trying the previous checkpoint", e)
     if args.pretrained:
         arg_params, aux_params = load_params(args.pretrained, args.pretrained_epoch,
                                              "--pretrained")
@@ -213,9 +218,16 @@ def train(args, sync_out):
     if arg_params is not None:
         check_params(symbol, args.image_shape, arg_params, aux_params, exact=begin_epoch > 0,
                      what="--load_epoch checkpoint" if begin_epoch else "--pretrained model")
-    epoch_size = max(1, math.ceil(num_examples / kv.num_workers / args.batch_size))
+    dist_sync = "dist" in kv.type and "_sync" in kv.type
+    if dist_sync:
+        epoch_size, shards = rec_data.sync_epoch_size(data, args.batch_size, kv.num_workers)
+    else:
+        epoch_size = max(1, math.ceil(num_examples / kv.num_workers / args.batch_size))
     log.info("Start training: num_epochs=%d epoch_size=%d batch_size=%d num_examples=%d",
              args.num_epochs, epoch_size, args.batch_size, num_examples)
+    if dist_sync:
+        log.info("kvstore %s: worker rank %d of %d; training shards of %s records, %d batches "
+                 "per worker and epoch", kv.type, kv.rank, kv.num_workers, shards, epoch_size)
     if begin_epoch:
         log.info("Resuming from %s-%04d.params: epochs %d..%d", args.model_prefix,
                  begin_epoch, begin_epoch, args.num_epochs - 1)
@@ -227,7 +239,7 @@ def train(args, sync_out):
     mx.random.seed(args.seed)
     np.random.seed(args.seed)
     train_iter, val_iter = rec_data.make_iters(data, args, kv)
-    if "dist" in kv.type and "sync" in kv.type:
+    if dist_sync:
         # Every worker must run the same number of batches or dist_sync hangs at epoch end.
         train_iter = mx.io.ResizeIter(train_iter, epoch_size)
     mod = mx.mod.Module(symbol, context=pick_context(args.num_gpus))

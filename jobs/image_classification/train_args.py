@@ -7,6 +7,7 @@ ignore them (the platform adds its own).  Booleans accept true/false/1/0/yes/no.
 Invalid values raise ``ArgError`` with a one-line message.
 """
 import argparse
+import os
 
 
 class ArgError(ValueError):
@@ -53,7 +54,8 @@ def build_parser():
     _add(p, "num_classes", type=int, default=None, help="default: from labels.txt/dataset.json")
     _add(p, "num_examples", type=int, default=None, help="default: from dataset.json/train.idx")
     _add(p, "disp_batches", type=int, default=20, help="Speedometer period (batches)")
-    _add(p, "kv_store", default="local")
+    _add(p, "kv_store", default="local", help="local, device, or dist_sync/dist_async in a "
+         "parameter-server job (DMLC_ROLE=worker etc. set, e.g. by instance_count > 1)")
     _add(p, "rand_crop", type=str2bool, default=True)
     _add(p, "rand_mirror", type=str2bool, default=True)
     _add(p, "export_model", type=str2bool, default=True, help="write train_url/model/")
@@ -62,7 +64,9 @@ def build_parser():
     _add(p, "model_prefix", default=None, help="checkpoint prefix (default resnet-<num_layers>)")
     _add(p, "load_epoch", type=int, default=None,
          help="resume from train_url/<prefix>-<load_epoch>.params")
-    _add(p, "resume", default=None, help="'auto': resume from the newest checkpoint, if any")
+    _add(p, "resume", default="auto", choices=("auto", "no"),
+         help="'auto' (default): continue from the newest checkpoint in train_url, if any, as a "
+              "restarted ModelArts job does; 'no': always start fresh")
     _add(p, "pretrained", default=None, help="checkpoint prefix to fine-tune from (fc1 dropped)")
     _add(p, "pretrained_epoch", type=int, default=0)
     _add(p, "seed", type=int, default=0)
@@ -84,6 +88,9 @@ def parse(argv):
          f"--num_classes must be >= 2, got {args.num_classes}"),
         (args.load_epoch is None or args.load_epoch >= 0,
          f"--load_epoch must be >= 0, got {args.load_epoch}"),
+        ("dist" not in args.kv_store or os.environ.get("DMLC_ROLE") == "worker",
+         f"--kv_store={args.kv_store} needs a parameter-server job (DMLC_ROLE=worker and the other "
+         f"DMLC_* variables): train with instance_count > 1, or use --kv_store=local"),
     ]
     for ok, message in checks:
         if not ok:

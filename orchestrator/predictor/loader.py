@@ -23,9 +23,12 @@ Contract:
 from __future__ import annotations
 
 import importlib.util
+import json
 import inspect
 import os
 import sys
+
+from . import py2compat
 
 MODULE_NAME = "customize_service"
 SERVICE_FILE = "customize_service.py"
@@ -46,16 +49,6 @@ def prepare_path(model_dir: str) -> None:
         sys.path.insert(0, entry)
 
 
-def _py2_builtins() -> dict:
-    """Names Python 2.7 services use that a module namespace can supply trivially.
-
-    TODO(py27 compat mode): source-level fixes (``print`` statements, ``except E, e``,
-    ``map(...)[0]`` on lazy map objects) need a rewriting step before ``exec``; this hook
-    is where it goes. Enabled by ``load_service(..., py2_compat=True)``.
-    """
-    return {"xrange": range, "unicode": str, "basestring": str, "long": int}
-
-
 def import_service_module(model_dir: str, py2_compat: bool = False):
     """Execute ``customize_service.py`` of ``model_dir`` as module ``customize_service``."""
     path = os.path.join(model_dir, SERVICE_FILE)
@@ -64,11 +57,20 @@ def import_service_module(model_dir: str, py2_compat: bool = False):
     prepare_path(model_dir)
     spec = importlib.util.spec_from_file_location(MODULE_NAME, path)
     module = importlib.util.module_from_spec(spec)
-    if py2_compat:
-        module.__dict__.update(_py2_builtins())
     sys.modules[MODULE_NAME] = module  # so pickle/dataclasses inside the service resolve
     try:
-        spec.loader.exec_module(module)
+        if py2_compat:   # Python 2.7 services: rewritten in memory, the file stays as it is
+            module.__dict__.update(py2compat.BUILTINS)
+            with open(path, encoding="utf-8") as fh:
+                code = compile(py2compat.translate(fh.read(), path), path, "exec")
+            exec(code, module.__dict__)
+        else:
+            spec.loader.exec_module(module)
+    except SyntaxError as exc:
+        sys.modules.pop(MODULE_NAME, None)
+        hint = "" if py2_compat else ('; if it was written for Python 2.7, set "runtime": "python2.7" in '
+                                      'the package\'s config.json to load it in the compatibility mode')
+        raise PackageError(f"{SERVICE_FILE} line {exc.lineno}: {exc.msg}{hint}") from None
     except BaseException:
         sys.modules.pop(MODULE_NAME, None)
         raise
@@ -115,6 +117,7 @@ def service_style(cls: type) -> str:
 def load_service(model_dir: str, model_name: str, py2_compat: bool = False):
     """Import the package's service class and instantiate it; returns ``(service, style)``."""
     model_dir = os.path.abspath(model_dir)
+    py2_compat = py2_compat or package_runtime(model_dir).startswith("python2")
     module = import_service_module(model_dir, py2_compat=py2_compat)
     cls = find_service_class(module)
     style = service_style(cls)
@@ -126,3 +129,14 @@ def load_service(model_dir: str, model_name: str, py2_compat: bool = False):
     else:
         service = cls(model_name, model_dir)
     return service, style
+
+
+def package_runtime(model_dir: str) -> str:
+    """The ``runtime`` of the package's config.json ('' when absent or unreadable); ModelArts
+    runs ``python2.7`` packages in its Python 2 image, we in the compatibility mode."""
+    try:
+        with open(os.path.join(model_dir, "config.json"), encoding="utf-8") as fh:
+            runtime = json.load(fh).get("runtime", "")
+    except (OSError, ValueError, AttributeError):
+        return ""
+    return runtime if isinstance(runtime, str) else ""

@@ -1,0 +1,101 @@
+"""The fault-injection matrix: the orchestrator is SIGKILLed at each phase of a run (no
+teardown of any kind can run), then either
+
+* ``cleanup`` runs, and afterwards no process of the run is alive, no port is held, no
+  service, model or job is registered, no object or temporary folder is left; or
+* ``run --resume RUN`` continues the same run: finished steps are skipped, a job still
+  running is re-attached, and the run succeeds (and then tears down as usual).
+"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import psutil
+import pytest
+
+from orchestrator.backends.local.backend import LocalBackend
+from orchestrator.ledger import Ledger
+from pipelines import cli, tiny_pipeline
+
+pytestmark = pytest.mark.slow
+
+POINTS = ["prepare:end", "upload:start", "train:running", "import_model:end", "deploy:end", "predict:running",
+          "teardown:running"]
+
+
+def killed_run(tmp_path: Path, point: str) -> tuple[Path, str]:
+    path = tiny_pipeline(tmp_path, train={"hyperparameters": {"num_layers": 8, "image_shape": "3,32,32",
+                                                              "num_epochs": 2, "batch_size": 8, "disp_batches": 1}})
+    env = {**os.environ, "ORCHESTRATOR_FAILPOINT": point}
+    proc = subprocess.run([sys.executable, "-m", "orchestrator", "run", str(path), "--json"], cwd=tmp_path,
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == -9, (point, proc.returncode, proc.stderr[-2000:])
+    runs = Ledger(tmp_path / "state" / "ledger.sqlite").runs()
+    assert len(runs) == 1 and runs[0].status == "running"     # the ledger knows it did not finish
+    return path, runs[0].run_id
+
+
+def ports_of(ledger: Ledger, run_id: str) -> list[int]:
+    urls = [r.detail.get("url", "") for r in ledger.resources(run_id) if r.kind == "service"]
+    return [int(u.split(":")[2].split("/")[0]) for u in urls if u]
+
+
+def assert_nothing_left(state: Path, run_id: str, ports: list[int]) -> None:
+    left = [p.info["cmdline"] for p in psutil.process_iter(["cmdline"])
+            if any(str(state) in part for part in p.info["cmdline"] or [])]
+    assert left == [], left
+    for port in ports:
+        with socket.socket() as s:
+            assert s.connect_ex(("127.0.0.1", port)) != 0, f"port {port} still held"
+    assert LocalBackend(state).list_resources(run_id) == []
+    assert Ledger(state / "ledger.sqlite").live_resources(run_id) == []
+    assert not list((state / "tmp").glob("*")) if (state / "tmp").exists() else True
+
+
+@pytest.mark.parametrize("point", POINTS)
+def test_sigkill_then_cleanup_leaves_nothing(tmp_path, point):
+    _, run_id = killed_run(tmp_path, point)
+    ledger = Ledger(tmp_path / "state" / "ledger.sqlite")
+    ports = ports_of(ledger, run_id)
+    result = cli("cleanup", "--json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert_nothing_left(tmp_path / "state", run_id, ports)
+    assert ledger.run(run_id).status == "cleaned"
+
+
+@pytest.mark.parametrize("point", POINTS)
+def test_sigkill_then_resume_succeeds(tmp_path, point):
+    path, run_id = killed_run(tmp_path, point)
+    ledger = Ledger(tmp_path / "state" / "ledger.sqlite")
+    ports = ports_of(ledger, run_id)
+    result = cli("run", str(path), "--resume", run_id[:13], "--json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:] + result.stdout[-3000:]
+    report = json.loads(result.stdout)
+    assert report["run_id"] == run_id and report["status"] == "succeeded"
+    steps = report["steps"]
+    done_before = POINTS.index(point)
+    if done_before > POINTS.index("prepare:end"):
+        assert steps["prepare"].get("resumed"), "prepared data is reused"
+    if point == "train:running":
+        assert "re-attached" in str(steps["train"].get("resumed")), "the running job is followed, not restarted"
+    if done_before > POINTS.index("train:running"):
+        assert steps["train"].get("resumed"), "the finished job is reused"
+    if point in ("predict:running", "deploy:end"):
+        assert steps["deploy"].get("resumed"), "the running service is reused"
+    if point == "teardown:running":     # teardown removed the service first, then was killed
+        assert not steps["deploy"].get("resumed") and steps["import_model"].get("resumed")
+    assert ledger.run(run_id).status == "succeeded"
+    assert_nothing_left(tmp_path / "state", run_id, ports)
+
+
+def test_resume_refuses_another_pipelines_run(tmp_path):
+    _, run_id = killed_run(tmp_path, "import_model:end")
+    (tmp_path / "other").mkdir()
+    other = tiny_pipeline(tmp_path / "other", name="other")
+    result = cli("run", str(other), "--resume", run_id, "--config", str(tmp_path / "config.json"), cwd=tmp_path)
+    assert result.returncode == 2 and "belongs to pipeline 'tiny'" in result.stderr
+    assert cli("cleanup", cwd=tmp_path).returncode == 0
