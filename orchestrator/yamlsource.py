@@ -34,7 +34,13 @@ def load_with_lines(path: Path) -> tuple[Any, Lines]:
     if node is None:
         raise UserError("the file is empty", where=str(path))
     lines: Lines = {}
-    return _build(node, (), lines, path), lines
+    try:
+        return _build(node, (), lines, path), lines
+    except yaml.YAMLError as exc:   # e.g. an unknown tag (!!python/object) or a bare '='
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise UserError(f"not valid YAML here: {getattr(exc, 'problem', None) or exc}", where=where,
+                        hint="quote the value if it is meant as text") from None
 
 
 def _build(node: yaml.Node, at: tuple, lines: Lines, path: Path) -> Any:
