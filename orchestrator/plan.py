@@ -17,6 +17,12 @@ from .yamlsource import line_of, load_with_lines
 from .spec import ConfigSpec, FaceGenerateSpec, GenerateSpec, PipelineSpec, TeardownSection
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+TASK_DEFAULTS = {
+    "classification": {"code_dir": "jobs/image_classification", "inference_code": "inference/image_classification",
+                       "model_algorithm": "image_classification"},
+    "face": {"code_dir": "jobs/face_recognition", "inference_code": "inference/face_recognition",
+             "model_algorithm": "face_recognition"},
+}
 STEPS = ("prepare", "upload", "train", "import_model", "deploy", "predict", "teardown")
 
 
@@ -119,13 +125,19 @@ def build_plan(spec: PipelineSpec, config: ConfigSpec, *, spec_path: Path, confi
     if spec.predict.images != "holdout":
         _existing_path(base, spec.predict.images, "predict.images", spec_path)
 
-    code_dir = _existing_dir(base, spec.train.code_dir, "train.code_dir", spec_path, fallback=REPO_ROOT)
+    defaults = TASK_DEFAULTS[spec.data.task]          # what a face pipeline runs unless told otherwise
+    train_dir = spec.train.code_dir if "code_dir" in spec.train.model_fields_set else defaults["code_dir"]
+    inference_code = (spec.train.inference_code if "inference_code" in spec.train.model_fields_set
+                      else defaults["inference_code"])
+    algorithm = (spec.model.model_algorithm if "model_algorithm" in spec.model.model_fields_set
+                 else defaults["model_algorithm"])
+    code_dir = _existing_dir(base, train_dir, "train.code_dir", spec_path, fallback=REPO_ROOT)
     if not (code_dir / spec.train.boot_file).is_file():
         raise UserError(f"train.boot_file '{spec.train.boot_file}' is not in {code_dir}",
                         where=_where(spec_path, "train.boot_file"))
     include = ()
-    if spec.train.inference_code:
-        include = (str(_existing_dir(base, spec.train.inference_code, "train.inference_code", spec_path,
+    if inference_code:
+        include = (str(_existing_dir(base, inference_code, "train.inference_code", spec_path,
                                      fallback=REPO_ROOT)),)
     job = JobSpec(
         name=f"{spec.name}-{run_id}-train", run_id=run_id, code_dir=str(code_dir), boot_file=spec.train.boot_file,
@@ -136,10 +148,11 @@ def build_plan(spec: PipelineSpec, config: ConfigSpec, *, spec_path: Path, confi
         include_dirs=include)
     model_name = spec.model.name or spec.name
     model = ModelSpec(name=f"{model_name}-{run_id}", version=spec.model.version, run_id=run_id,
-                      source_location=job.train_url, model_algorithm=spec.model.model_algorithm,
+                      source_location=job.train_url, model_algorithm=algorithm,
                       runtime=spec.model.runtime)
     service = ServiceSpec(
         name=f"{spec.service.name or spec.name}-{run_id}-svc", run_id=run_id, deploy_timeout_s=spec.service.deploy_timeout,
+        ttl_s=spec.service.ttl,
         configs=(ServiceConfig(model_id="<imported model>", flavor=spec.service.flavor,
                                instance_count=spec.service.instance_count, envs=tuple(spec.service.envs.items())),))
     info, emulated = _backend_notes(spec, config, prof, job)
@@ -193,7 +206,8 @@ def _steps(spec, data: DataPlan, job: JobSpec, model: ModelSpec, service: Servic
                                 f"flavour {job.flavor} x {job.instance_count}, max runtime {job.max_runtime_s:.0f}s",
                                 f"outputs to {job.train_url}")),
         Step("import_model", "Import model", (f"model {model.name} {model.version} from {model.source_location}model/",)),
-        Step("deploy", "Deploy", (f"service {service.name}: flavour {cfg.flavor} x {cfg.instance_count}",)),
+        Step("deploy", "Deploy", (f"service {service.name}: flavour {cfg.flavor} x {cfg.instance_count}"
+                                  + (f", stops itself after {service.ttl_s:.0f}s (ttl)" if service.ttl_s else ""),)),
         Step("predict", "Predict", (("held-out test images" if predict.images == "holdout" else predict.images)
                                     + (f", at most {predict.limit}" if predict.limit else "")
                                     + (f", fail below {predict.min_accuracy:.0%} accuracy" if predict.min_accuracy else ""),)),

@@ -78,11 +78,13 @@ class DataSpec(Strict):
 
 
 class TrainSpec(Strict):
-    code_dir: str = "jobs/image_classification"
+    code_dir: str = Field("jobs/image_classification", description="training code folder (default: the project's "
+                          "job for data.task: jobs/image_classification or jobs/face_recognition)")
     boot_file: str = "train.py"
     inference_code: str | None = Field("inference/image_classification",
                                        description="folder whose customize_service.py and config.json are shipped "
-                                                   "with the training code, for export_model; null for none")
+                                                   "with the training code, for export_model (default: the "
+                                                   "project's for data.task); null for none")
     flavor: str = "modelarts.vm.cpu.8u"
     instance_count: int = Field(1, ge=1, le=8, description="nodes; > 1 trains with MXNet's parameter server "
                                 "(--kv_store=dist_sync unless set; batch_size is per worker)")
@@ -104,7 +106,7 @@ class TrainSpec(Strict):
 class ModelSection(Strict):
     name: str | None = Field(None, pattern=NAME)
     version: str = Field("0.0.1", pattern=r"^\d+\.\d+\.\d+$")
-    model_algorithm: str = "image_classification"
+    model_algorithm: str = Field("image_classification", description="default: face_recognition when data.task is face")
     runtime: str = "python3.7"
 
 
@@ -114,8 +116,11 @@ class ServiceSection(Strict):
     instance_count: int = Field(1, ge=1, le=16)
     envs: dict[str, str] = {}
     deploy_timeout: Duration = 300.0
+    ttl: Duration | None = Field(None, description="stop the service this long after it is up (e.g. 2h), even when "
+                                 "the orchestrator is gone; on ModelArts the service's auto-stop schedule")
 
-    _duration = field_validator("deploy_timeout", mode="before")(lambda v: parse_duration(v))
+    _duration = field_validator("deploy_timeout", "ttl", mode="before")(
+        lambda v: None if v is None else parse_duration(v))
 
 
 class PredictSection(Strict):

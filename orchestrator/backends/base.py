@@ -88,6 +88,7 @@ class ServiceSpec:
     run_id: str
     configs: tuple[ServiceConfig, ...]
     deploy_timeout_s: float = 300.0
+    ttl_s: float | None = None     # stopped this long after it is running, even with the orchestrator gone
 
 
 @dataclass(frozen=True)
@@ -145,6 +146,17 @@ class Backend(Protocol):
     def import_model(self, spec: ModelSpec) -> ModelRef: ...
     def delete_model(self, ref: ModelRef) -> None: ...
     def deploy(self, spec: ServiceSpec) -> ServiceRef: ...
+    def update_service(self, ref: ServiceRef, configs: tuple[ServiceConfig, ...] | None = None,
+                       status: str | None = None) -> ServiceRef:
+        """Change a deployed service in place and block until the change is live.
+
+        ``configs`` replaces the model configs (weights, versions, instance counts): new
+        versions are loaded and warm before they get traffic, and requests in flight on
+        replaced ones finish. ``status`` is ``'running'`` (start a stopped service) or
+        ``'stopped'`` (stop it after in-flight requests finished); both may be given.
+        Returns the service's current ref (its url may change when it is restarted).
+        Raises ``BackendError`` when the service does not exist or the change failed (the
+        previous configs keep serving)."""
     def predict(self, ref: ServiceRef, filename: str, content: bytes) -> Prediction: ...
     def delete_service(self, ref: ServiceRef) -> None: ...
     def list_resources(self, run_id: str | None = None) -> Iterable[Resource]: ...
