@@ -155,6 +155,9 @@ def build_plan(spec: PipelineSpec, config: ConfigSpec, *, spec_path: Path, confi
         ttl_s=spec.service.ttl,
         configs=(ServiceConfig(model_id="<imported model>", flavor=spec.service.flavor,
                                instance_count=spec.service.instance_count, envs=tuple(spec.service.envs.items())),))
+    if prof.backend == "modelarts" and spec.service.ttl and spec.service.ttl > 7 * 86400:
+        raise UserError(f"service.ttl {spec.service.ttl / 86400:.1f} days is longer than ModelArts' auto-stop allows "
+                        "(1 minute to 7 days)", where=_where(spec_path, "service.ttl"), hint="use at most 7d")
     info, emulated = _backend_notes(spec, config, prof, job)
     if strict and emulated:
         raise UserError(f"--strict: profile '{profile_name}' would not run this pipeline as written:\n  - "
@@ -240,8 +243,9 @@ def _backend_notes(spec: PipelineSpec, config: ConfigSpec, prof, job: JobSpec) -
         (emulated if known is None or known.gpus else info).extend(_local_notes(config, flavor, what))
     emulated += _distributed_notes(job)
     if "runtime" in spec.model.model_fields_set:
-        emulated.append(f"model.runtime '{spec.model.runtime}' is ignored: the predictor runs on this machine's Python "
-                        "(with the MXNet runtime's compatibility layer)")
+        emulated.append(f"model.runtime '{spec.model.runtime}' is emulated: the predictor runs on this machine's Python "
+                        "with the MXNet runtime's compatibility layer (a package whose config.json says python2.7 "
+                        "loads in the Python 2.7 compatibility mode)")
     if prof.backend == "modelarts":
         info.insert(0, f"ModelArts endpoint {prof.endpoints()[0]} is on this machine (the emulator): jobs and services "
                        "run here, through the real SDKs and wire protocols")

@@ -19,7 +19,7 @@ from .errors import UserError
 from .yamlsource import line_of, load_with_lines
 
 NAME = r"^[a-z][a-z0-9-]{1,38}[a-z0-9]$"
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h)?\s*$")
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)?\s*$")
 
 
 class Strict(BaseModel):
@@ -27,14 +27,14 @@ class Strict(BaseModel):
 
 
 def parse_duration(value: Any) -> float:
-    """``90``, ``"90s"``, ``"5m"``, ``"2h"`` -> seconds."""
+    """``90``, ``"90s"``, ``"5m"``, ``"2h"``, ``"1d"`` -> seconds."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         seconds = float(value)
     else:
         match = _DURATION.match(str(value))
         if not match:
-            raise ValueError(f"'{value}' is not a duration; write e.g. 90s, 5m or 2h")
-        seconds = float(match.group(1)) * {"s": 1, "m": 60, "h": 3600}[match.group(2) or "s"]
+            raise ValueError(f"'{value}' is not a duration; write e.g. 90s, 5m, 2h or 1d")
+        seconds = float(match.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2) or "s"]
     if seconds <= 0:
         raise ValueError("a duration must be positive")
     return seconds

@@ -45,6 +45,6 @@ def fake_job(tmp_path: Path, body: str) -> Path:
     return code
 
 
-def cli(*args: str, cwd: Path, timeout: float = 300, **kwargs) -> subprocess.CompletedProcess:
+def cli(*args: str, cwd: Path, timeout: float = 300, env: dict | None = None, **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "orchestrator", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, "COLUMNS": "200"}, **kwargs)
+                          timeout=timeout, env={**os.environ, "COLUMNS": "200", **(env or {})}, **kwargs)

@@ -101,3 +101,34 @@ def test_resume_refuses_another_pipelines_run(tmp_path):
     result = cli("run", str(other), "--resume", run_id, "--config", str(tmp_path / "config.json"), cwd=tmp_path)
     assert result.returncode == 2 and "belongs to pipeline 'tiny'" in result.stderr
     assert cli("cleanup", cwd=tmp_path).returncode == 0
+
+
+def test_killed_training_job_restarts_from_its_checkpoint_on_resume(tmp_path):
+    """The job's worker dies mid-training (SIGKILL): the run fails, keeps its resources
+    (teardown on_success), and `run --resume` trains on from the last synced checkpoint."""
+    import re
+    import time
+
+    path = tiny_pipeline(tmp_path, teardown={"when": "on_success"},
+                         train={"hyperparameters": {"num_layers": 8, "image_shape": "3,32,32", "num_epochs": 12,
+                                                    "batch_size": 8, "disp_batches": 1}})
+    env = {"ORCHESTRATOR_OUTPUT_SYNC_S": "0.3"}
+    proc = subprocess.Popen([sys.executable, "-m", "orchestrator", "run", str(path), "--json"], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, **env})
+    state = tmp_path / "state"
+    deadline = time.time() + 120
+    while not list(state.glob("obs/*/tiny/*/output/resnet-8-0003.params")):
+        assert time.time() < deadline and proc.poll() is None, "no checkpoint reached the store"
+        time.sleep(0.05)
+    worker = next(json.loads(p.read_text())["worker"]["pid"] for p in state.glob("jobs/*/state.json"))
+    os.kill(worker, 9)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 1 and json.loads(out)["status"] == "failed"
+    run_id = json.loads(out)["run_id"]
+
+    result = cli("run", str(path), "--resume", run_id, "--json", cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    train_log = (Path(json.loads(result.stdout)["paths"]["run_dir"]) / "logs" / "train.log").read_text()
+    resumed = re.findall(r"Resuming from resnet-8-(\d{4})\.params", train_log)
+    assert resumed and int(resumed[-1]) >= 3, "the new job continued from a checkpoint of the killed one"
+    assert cli("cleanup", cwd=tmp_path).returncode == 0

@@ -69,11 +69,13 @@ def test_holdout_without_test_split_is_refused(tmp_path):
                    config_dir=tmp_path)
 
 
-def test_cloud_profile_is_refused_clearly(tmp_path):
+def test_cloud_profile_plans_and_strict_refuses_emulated_settings(tmp_path):
     cfg = ConfigSpec.model_validate({"profiles": {"cloud": {"backend": "modelarts", "region": "cn-north-4",
                                                             "project_id": "p"}}, "default_profile": "cloud"})
-    with pytest.raises(UserError, match="cannot run yet"):
-        build_plan(make_spec(tmp_path), cfg, spec_path=tmp_path / "p.yaml", config_dir=tmp_path)
+    plan = build_plan(make_spec(tmp_path), cfg, spec_path=tmp_path / "p.yaml", config_dir=tmp_path, strict=True)
+    assert plan.backend == "modelarts" and not any("emulated" in n for n in plan.notes)
+    with pytest.raises(UserError, match="(?s)--strict.*V100.*emulated on the CPU"):
+        build_plan(make_spec(tmp_path), config(), spec_path=tmp_path / "p.yaml", config_dir=tmp_path, strict=True)
 
 
 def test_run_ids_differ(tmp_path):

@@ -101,10 +101,37 @@ def preprocessing(data, image_shape):
     return side, "area/cubic", True
 
 
+def shard_sizes(num_records, num_parts):
+    """Records in each part of an ImageRecordIter over an indexed .rec: MXNet's indexed
+    splitter gives every part ceil(n / parts) records and the last ones what is left."""
+    step = -(-num_records // num_parts)
+    return [max(0, min(step, num_records - i * step)) for i in range(num_parts)]
+
+
+def sync_epoch_size(data, batch_size, num_workers):
+    """(batches per epoch, shard sizes) for dist_sync training.
+
+    Every worker must run the same number of batches per epoch (a worker that stops
+    pushing leaves the others waiting forever), so the smallest shard sets it: larger
+    shards drop a few records per epoch (different ones, as they are shuffled), the
+    smallest pads its last batch (round_batch).  Raises DataError.
+    """
+    rec, idx = data["train"]
+    if not idx:
+        raise DataError(f"distributed training splits {rec} by its index, but {rec[:-4]}.idx is "
+                        f"missing; re-create the data set with jobs.data.im2rec")
+    sizes = shard_sizes(_count_records(rec, idx), num_workers)
+    if min(sizes) == 0:
+        raise DataError(f"{sum(sizes)} training records cannot be split over {num_workers} workers "
+                        f"(shards of {sizes} records): use fewer workers or more data")
+    return -(-min(sizes) // batch_size), sizes
+
+
 def make_iters(data, args, kv):
     """(train_iter, val_iter or None) for `data` from describe() and parsed `args`.
 
-    The train iterator is sharded over kvstore workers (num_parts / part_index).
+    The train iterator is sharded over kvstore workers (num_parts / part_index); only
+    rank 0 validates (the weights are the same on every worker, and so are the scores).
     """
     threads = args.data_nthreads or os.cpu_count() or 1
     common = dict(data_shape=args.image_shape, batch_size=args.batch_size,
@@ -119,7 +146,7 @@ def make_iters(data, args, kv):
         rand_crop=args.rand_crop, rand_mirror=args.rand_mirror,
         num_parts=kv.num_workers, part_index=kv.rank, **common)
     val = None
-    if data["val"]:
+    if data["val"] and kv.rank == 0:
         rec, idx = data["val"]
         val = mx.io.ImageRecordIter(path_imgrec=rec, path_imgidx=idx or "", shuffle=False,
                                     rand_crop=False, rand_mirror=False, **common)

@@ -272,6 +272,10 @@ def train(args, sync_out):
                 batch_end_callback=batch_cbs, epoch_end_callback=epoch_cbs,
                 eval_end_callback=recorder.eval_end if writer else None)
         arg_params, aux_params = mod.get_params()
+        # The last batch's kvstore push/pull run asynchronously. Python's exit shuts MXNet's
+        # engine down before the kvstore is freed, so a dist worker leaving now could drop
+        # its last gradients and leave the other workers waiting for them forever.
+        mx.nd.waitall()
     else:
         log.info("Checkpoint epoch %d >= num_epochs %d: nothing to train", begin_epoch,
                  args.num_epochs)

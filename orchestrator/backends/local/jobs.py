@@ -1,9 +1,11 @@
 """Training jobs as supervised subprocesses (see ``supervisor.py`` for the life cycle).
 
 Each job has a folder ``<root>/jobs/<name>/`` with ``job.json`` (the spec), ``state.json``
-(phase, reason, history), ``logs/`` and the staged code, data and outputs. ``submit``
-returns once the supervisor is started; ``status`` and ``logs`` only read files, so they
-work from any process, including after the orchestrator that submitted the job died.
+(phase, reason, history, the processes started), ``logs/`` (one log per process plus
+``job.log``, their lines merged by the supervisor) and the staged code, data and outputs.
+``submit`` returns once the supervisor is started; ``status`` and ``logs`` only read files,
+so they work from any process, including after the orchestrator that submitted the job
+died. ``stop`` and ``delete`` stop the supervisor and every process it recorded.
 """
 
 from __future__ import annotations
@@ -56,13 +58,14 @@ class JobRunner:
             if supervisor and not procs.alive(supervisor):
                 state = procs.read_json(self.dir(ref) / "state.json")   # it may have just finished
                 if state["phase"] not in ("Completed", "Failed", "Terminated"):
+                    _stop_processes(state, grace_s=2)   # nobody watches them any more
                     tail = procs.tail(self.dir(ref) / "logs" / "supervisor.log", 3)
                     return JobState("Failed", "the job supervisor died" + (f": {tail}" if tail else ""), time.time())
                 phase, reason = state["phase"], state.get("reason", "")
         return JobState(phase, reason, since)
 
     def logs(self, ref: JobRef, since: int = 0) -> tuple[list[str], int]:
-        path = self.dir(ref) / "logs" / "worker-0.log"
+        path = self.dir(ref) / "logs" / "job.log"
         try:
             with open(path, "rb") as fh:
                 fh.seek(since)
@@ -82,9 +85,9 @@ class JobRunner:
             deadline = time.time() + grace_s
             while procs.alive(supervisor) and time.time() < deadline:
                 time.sleep(0.1)
-        for key in ("worker", "supervisor"):   # whatever is still there after the grace period
-            procs.stop(procs.ProcId.from_dict(state.get(key)), grace_s=2)
-        state = procs.read_json(self.dir(ref) / "state.json") or state
+        state = procs.read_json(self.dir(ref) / "state.json") or state   # it may have started more
+        _stop_processes(state, grace_s=2)   # whatever is still there after the grace period
+        procs.stop(supervisor, grace_s=2)
         if state.get("phase") not in ("Completed", "Failed", "Terminated"):
             state.setdefault("history", []).append({"phase": "Terminated", "reason": "stopped", "at": time.time()})
             procs.write_json(self.dir(ref) / "state.json", {**state, "phase": "Terminated", "reason": "stopped"})
@@ -101,3 +104,9 @@ class JobRunner:
             if run_id in (None, job.get("run_id")):
                 out.append(Resource("job", job_json.parent.name, job_json.parent.name, job.get("run_id", "")))
         return out
+
+
+def _stop_processes(state: dict, grace_s: float) -> None:
+    """Stop every process of the job that state.json records (all roles of a multi-node job)."""
+    for ident in (state.get("processes") or {"worker-0": state.get("worker")}).values():
+        procs.stop(procs.ProcId.from_dict(ident), grace_s=grace_s)

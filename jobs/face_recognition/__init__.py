@@ -1,0 +1,1 @@
+"""Face recognition training job (insightface-style) and verification."""

@@ -1,0 +1,1 @@
+"""The Huawei Cloud ModelArts backend (OBS + ModelArts SDK + signed REST); see ``backend.py``."""

@@ -1,0 +1,1 @@
+"""Configuration objects of the SDK, where ModelArts keeps them (``modelarts.config``)."""
