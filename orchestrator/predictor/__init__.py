@@ -1,8 +1,8 @@
-"""Local predictor: serves a ModelArts MXNet model package over HTTP.
+"""Local predictor: serves ModelArts MXNet model packages over HTTP.
 
-``python -m orchestrator.predictor --model-dir DIR [--port 0] [--ready-file PATH] ...``
-runs one front process (FastAPI on uvicorn, no mxnet) and ``--workers`` model processes
-(``worker.py``, one ``customize_service`` instance each). Modules: ``cli`` (arguments),
-``server`` (lifecycle, ready file), ``app`` + ``asgi`` (HTTP), ``pool`` (dispatch to
-workers), ``protocol`` (messages, error codes), ``worker`` + ``loader`` (model side).
+``python -m orchestrator.predictor --model-dir DIR`` (one package) or ``--config FILE``
+(several packages with traffic weights, reloaded on SIGHUP) runs one front process
+(FastAPI on uvicorn, no mxnet) and a pool of worker processes per package (one
+``customize_service`` instance each). See README.md here for the module map and
+docs/predictor.md for the user guide.
 """

@@ -1,128 +1,173 @@
-"""HTTP surface of the predictor (FastAPI), wired to a ``WorkerPool``.
+"""HTTP surface of the predictor (FastAPI), wired to a ``Router`` of worker pools.
 
-Routes: ``GET /health`` -> 200 ``{"health": "true"}`` when ready, else 503;
-``POST /`` and ``POST /predict`` -> the JSON the service's ``_postprocess`` returned.
+Routes: ``GET /health`` -> 200 ``{"health": "true"}`` when every worker is loaded and
+warm, else 503 with the reason; ``POST /`` and ``POST /predict`` -> the JSON the service's
+``_postprocess`` returned, with header ``X-Model-Id`` naming the config that served it
+(``Predict``, a plain ASGI endpoint); ``GET /metrics`` (Prometheus text); ``GET /docs``
+and ``/openapi.json`` (FastAPI).
 
 Request bodies: ``multipart/form-data`` with at least one file in field ``images`` (or in
-the field named by ``$input_data_name``), or ``application/json`` holding an object.
-Every error is ``{"error_code", "error_msg"}`` JSON: 400 malformed body / missing field /
-bad input, 404/405 unknown route, 413 body over the limit, 415 other content types,
-500 service exception or dead worker, 503 not ready or overloaded (``Retry-After: 1``),
-504 over the request timeout. The front never imports mxnet.
+the field named by the config's ``input_data_name``), or ``application/json`` holding an
+object. Every error is ``{"error_code", "error_msg"}`` JSON: 400 malformed body / missing
+field / bad input, 401 bearer token, 404/405 unknown route, 413 body over the limit, 415
+other content types, 500 service exception or dead worker, 503 not ready or overloaded
+(``Retry-After: 1``), 504 over the request timeout. The front never imports mxnet.
 """
 
 from __future__ import annotations
 
-import json
-import os
+import logging
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
-from starlette.datastructures import UploadFile
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.formparsers import MultiPartException
 
 from orchestrator.predictor import protocol
-from orchestrator.predictor.asgi import AccessLog, BodyLimit, BodyTooLarge
-from orchestrator.predictor.pool import PoolError, WorkerPool
+from orchestrator.predictor.asgi import INFERENCE_PATHS, BearerAuth, BodyLimit, BodyTooLarge, Observe, send_error
+from orchestrator.predictor.metrics import CONTENT_TYPE
+from orchestrator.predictor.payload import Rejected, parse_payload
+from orchestrator.predictor.pool import PoolError
 
-MAX_FILES = 32
-MAX_FIELDS = 32
+log = logging.getLogger("orchestrator.predictor")
 
 
 class AppState:
-    """Mutable readiness shared by the server loop and the routes."""
+    """Whether the front serves yet (set by the server once the first configs are warm)."""
 
     def __init__(self):
-        self.ready = False
+        self.started = False
         self.reason = "loading the model"
 
 
-class _Reject(Exception):
-    def __init__(self, status: int, code: str, message: str):
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
+class ErrorBody(BaseModel):
+    error_code: str
+    error_msg: str
 
 
-def error(status: int, code: str, message: str, retry_after: int | None = None) -> Response:
-    headers = {"Retry-After": str(retry_after)} if retry_after else None
-    return Response(protocol.error_body(code, message), status_code=status,
-                    media_type="application/json", headers=headers)
+_PREDICT_DOC = {
+    "requestBody": {"required": True, "content": {
+        "multipart/form-data": {"schema": {"type": "object", "required": ["images"], "properties": {
+            "images": {"type": "string", "format": "binary", "description": "the file(s) to predict on"}}}},
+        "application/json": {"schema": {"type": "object", "description": "passed to _preprocess as a dict"}}}},
+}
+_ERRORS = {400: "malformed body, no `images` file, or input the service rejected", 401: "bearer token missing or wrong",
+           405: "not POST", 413: "body over the size limit", 415: "neither multipart/form-data nor JSON",
+           500: "the service raised, or its worker died", 503: "not ready, or overloaded (see Retry-After)",
+           504: "over the per-request time limit"}
 
 
-async def _read_multipart(request: Request, file_fields: set[str]):
-    try:
-        form = await request.form(max_files=MAX_FILES, max_fields=MAX_FIELDS)
-    except (MultiPartException, StarletteHTTPException) as exc:
-        raise _Reject(400, protocol.BAD_REQUEST, f"malformed multipart body: {getattr(exc, 'detail', exc)}")
-    files, text = [], {}
-    try:
-        for field, value in form.multi_items():
-            if isinstance(value, UploadFile):
-                files.append((field, value.filename or field, await value.read()))
-            else:
-                text[field] = value
-    finally:
-        await form.close()
-    if not any(field in file_fields for field, _, _ in files):
-        wanted = " or ".join(sorted(file_fields))
-        raise _Reject(400, protocol.BAD_REQUEST, f"multipart body has no file in field '{wanted}'")
-    return ("multipart", files, text)
+def error(status: int, code: str, message: str) -> Response:
+    return Response(protocol.error_body(code, message), status_code=status, media_type="application/json")
 
 
-async def read_payload(request: Request, file_fields: set[str]):
-    """Parse the body into the wire payload of ``protocol.py`` or raise ``_Reject``."""
-    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if media == "multipart/form-data":
-        return await _read_multipart(request, file_fields)
-    if media == "application/json" or media.endswith("+json"):
+class Predict:
+    """ASGI endpoint of ``POST /`` and ``POST /predict``: the hot path, kept out of FastAPI's
+    per-request routing and dependency machinery (its OpenAPI entry is added to the schema)."""
+
+    def __init__(self, router, state: AppState, request_timeout: float):
+        self.router, self.state, self.request_timeout = router, state, request_timeout
+
+    async def __call__(self, scope, receive, send):
+        pool = self.router.pick() if self.state.started else None
+        if pool is None:
+            reason = self.state.reason if not self.state.started else "no model config has a ready worker"
+            return await send_error(send, 503, protocol.NOT_READY, reason, [(b"retry-after", b"1")])
+        model = [(b"x-model-id", pool.config.id.encode())]
         try:
-            obj = json.loads(await request.body())
-        except ValueError as exc:  # includes UnicodeDecodeError
-            raise _Reject(400, protocol.BAD_REQUEST, f"malformed JSON body: {exc}")
-        if not isinstance(obj, dict):
-            raise _Reject(400, protocol.BAD_REQUEST, "JSON body must be an object")
-        return ("json", obj)
-    raise _Reject(415, protocol.UNSUPPORTED_MEDIA_TYPE,
-                  f"unsupported Content-Type '{media or 'none'}': send multipart/form-data "
-                  "with field 'images' or application/json")
+            body = await _read_body(receive)
+            if body is None:
+                return  # the client went away
+            content_type = dict(scope["headers"]).get(b"content-type", b"").decode("latin-1")
+            status, answer = await pool.submit(parse_payload(content_type, body, pool.file_fields),
+                                               self.request_timeout)
+        except BodyTooLarge as exc:
+            return await send_error(send, 413, protocol.PAYLOAD_TOO_LARGE, str(exc), model)
+        except Rejected as exc:
+            return await send_error(send, exc.status, exc.code, exc.message, model)
+        except PoolError as exc:
+            retry = [(b"retry-after", str(exc.retry_after).encode())] if exc.retry_after else []
+            return await send_error(send, exc.status, exc.code, exc.message, model + retry)
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(b"content-type", b"application/json"),
+                                (b"content-length", str(len(answer)).encode()), *model]})
+        await send({"type": "http.response.body", "body": answer})
 
 
-def create_app(pool: WorkerPool, state: AppState, *, name: str, request_timeout: float,
-               max_body_bytes: int):
-    """The ASGI application (FastAPI wrapped in access log and body limit)."""
-    app = FastAPI(title=f"predictor {name}", version="1")
-    file_fields = {"images", os.environ.get("input_data_name") or "images"}
+async def _read_body(receive) -> bytes | None:
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body"):
+            return b"".join(chunks)
+
+
+class _Dispatch:
+    """``/`` and ``/predict`` to ``Predict`` (POST only: 405 otherwise), the rest to FastAPI."""
+
+    def __init__(self, predict: Predict, app):
+        self.predict, self.app = predict, app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["path"] not in INFERENCE_PATHS:
+            return await self.app(scope, receive, send)
+        if scope["method"] != "POST":
+            return await send_error(send, 405, protocol.METHOD_NOT_ALLOWED, "Method Not Allowed",
+                                    [(b"allow", b"POST")])
+        try:
+            await self.predict(scope, receive, send)
+        except Exception:  # a bug here must cost one request, not the connection's protocol state
+            log.exception("predict failed")
+            await send_error(send, 500, protocol.HANDLER_ERROR, "internal error in the predictor front")
+
+
+def _openapi(app: FastAPI):
+    def schema() -> dict:
+        if app.openapi_schema is None:
+            doc = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+            doc.setdefault("components", {}).setdefault("schemas", {})["ErrorBody"] = ErrorBody.model_json_schema()
+            ref = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
+            responses = {"200": {"description": "what the service's _postprocess returned, as JSON; header "
+                                                "X-Model-Id names the model config that served it"},
+                         **{str(code): {"description": text, "content": ref} for code, text in _ERRORS.items()}}
+            for path in INFERENCE_PATHS:
+                doc["paths"][path] = {"post": {"summary": "Predict", "operationId": f"predict{path.replace('/', '_')}",
+                                               **_PREDICT_DOC, "responses": responses}}
+            app.openapi_schema = doc
+        return app.openapi_schema
+    return schema
+
+
+def create_app(router, state: AppState, metrics, *, name: str, request_timeout: float, max_body_bytes: int,
+               token: str | None = None):
+    """The ASGI application: observation, bearer token and body limit around the predict
+    endpoint and FastAPI (health, metrics, docs)."""
+    app = FastAPI(title=f"predictor {name}", version="1",
+                  description="ModelArts-compatible MXNet predictor: POST / with multipart `images` or JSON.")
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_request, exc: StarletteHTTPException):
         code = protocol.BY_STATUS.get(exc.status_code, protocol.BAD_REQUEST)
         return error(exc.status_code, code, str(exc.detail))
 
-    @app.exception_handler(BodyTooLarge)
-    async def too_large(_request, exc: BodyTooLarge):
-        return error(413, protocol.PAYLOAD_TOO_LARGE, str(exc))
-
-    @app.get("/health")
+    @app.get("/health", responses={503: {"model": ErrorBody, "description": "not ready"}})
     async def health():
-        if state.ready and pool.ready_workers():  # false while the only worker reloads
+        """Readiness: every worker of every weighted config loaded and answered a warm-up."""
+        ready, reason = router.readiness() if state.started else (False, state.reason)
+        if ready:
             return JSONResponse({"health": "true"})
-        return JSONResponse({"health": "false", "error_code": protocol.NOT_READY,
-                             "error_msg": state.reason}, status_code=503, headers={"Retry-After": "1"})
+        return JSONResponse({"health": "false", "error_code": protocol.NOT_READY, "error_msg": reason},
+                            status_code=503, headers={"Retry-After": "1"})
 
-    async def predict(request: Request):
-        if not state.ready:
-            return error(503, protocol.NOT_READY, state.reason, retry_after=1)
-        try:
-            payload = await read_payload(request, file_fields)
-        except _Reject as exc:
-            return error(exc.status, exc.code, exc.message)
-        try:
-            status, body = await pool.submit(payload, request_timeout)
-        except PoolError as exc:
-            return error(exc.status, exc.code, exc.message, exc.retry_after)
-        return Response(body, status_code=status, media_type="application/json")
+    @app.get("/metrics", response_class=Response)
+    async def prometheus_metrics():
+        """Prometheus text format (see orchestrator/predictor/metrics.py)."""
+        return Response(metrics.render(), media_type=CONTENT_TYPE)
 
-    app.add_api_route("/", predict, methods=["POST"], include_in_schema=True)
-    app.add_api_route("/predict", predict, methods=["POST"], include_in_schema=True)
-    return AccessLog(BodyLimit(app, max_body_bytes))
+    app.openapi = _openapi(app)
+    inner = _Dispatch(Predict(router, state, request_timeout), app)
+    return Observe(BearerAuth(BodyLimit(inner, max_body_bytes), token), metrics)

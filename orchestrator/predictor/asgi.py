@@ -1,21 +1,29 @@
-"""Pure-ASGI wrappers of the predictor front: body-size limit and access log.
+"""Pure-ASGI wrappers of the predictor front: observation, bearer token, body-size limit.
 
+* ``Observe(app, metrics)``: one access-log line per HTTP request, ``METHOD PATH STATUS
+  MSms [model]``, on the ``orchestrator.predictor.access`` logger (never the body, the
+  query or the headers); for inference paths it also counts the request by status and
+  model (the app's ``X-Model-Id`` response header) and observes its latency.
+* ``BearerAuth(app, token)``: with a token, every path except ``/health`` needs
+  ``Authorization: Bearer <token>`` (constant-time comparison) or gets a JSON 401 with
+  ``WWW-Authenticate: Bearer``; the body is not read. Without a token it is a no-op.
 * ``BodyLimit(app, max_bytes)``: a declared ``Content-Length`` over the limit is answered
   413 before the app runs (the body is never read into memory); otherwise received bytes
   are counted and the ``receive`` that crosses the limit raises ``BodyTooLarge`` (the app
   maps it to 413), which also covers chunked uploads.
-* ``AccessLog(app)``: one line per HTTP request, ``METHOD PATH STATUS MSms``, on the
-  ``orchestrator.predictor.access`` logger (stdout). Never the body, never the query.
 """
 
 from __future__ import annotations
 
+import hmac
 import logging
 import time
 
 from orchestrator.predictor import protocol
 
 access_log = logging.getLogger("orchestrator.predictor.access")
+INFERENCE_PATHS = ("/", "/predict")
+OPEN_PATHS = ("/health",)
 
 
 class BodyTooLarge(Exception):
@@ -57,23 +65,45 @@ class BodyLimit:
         await self.app(scope, counting_receive, send)
 
 
-class AccessLog:
-    def __init__(self, app):
+class BearerAuth:
+    def __init__(self, app, token: str | None):
         self.app = app
+        self._expected = token.encode("utf-8") if token else None
+
+    async def __call__(self, scope, receive, send):
+        if self._expected is None or scope["type"] != "http" or scope["path"] in OPEN_PATHS:
+            return await self.app(scope, receive, send)
+        header = dict(scope["headers"]).get(b"authorization", b"")
+        scheme, _, given = header.partition(b" ")
+        if scheme.lower() == b"bearer" and hmac.compare_digest(given.strip(), self._expected):
+            return await self.app(scope, receive, send)
+        await send_error(send, 401, protocol.UNAUTHORIZED,
+                         "missing or wrong bearer token: send 'Authorization: Bearer <token>'",
+                         headers=[(b"www-authenticate", b'Bearer realm="predictor"')])
+
+
+class Observe:
+    def __init__(self, app, metrics=None):
+        self.app, self.metrics = app, metrics
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        start, status = time.perf_counter(), 500  # 500 if the app dies before answering
+        start, status, model = time.perf_counter(), 500, "-"  # 500 if the app dies before answering
 
         async def recording_send(message):
-            nonlocal status
+            nonlocal status, model
             if message["type"] == "http.response.start":
                 status = message["status"]
+                for key, value in message.get("headers", ()):
+                    if key.lower() == b"x-model-id":
+                        model = value.decode("latin-1")
             await send(message)
 
         try:
             await self.app(scope, receive, recording_send)
         finally:
-            access_log.info("%s %s %d %.1fms", scope["method"], scope["path"], status,
-                            (time.perf_counter() - start) * 1000.0)
+            seconds = time.perf_counter() - start
+            if self.metrics is not None and scope["method"] == "POST" and scope["path"] in INFERENCE_PATHS:
+                self.metrics.observe_request(model, status, seconds)
+            access_log.info("%s %s %d %.1fms %s", scope["method"], scope["path"], status, seconds * 1000.0, model)

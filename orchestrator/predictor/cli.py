@@ -1,8 +1,10 @@
 """Command line of the predictor process (``python -m orchestrator.predictor``).
 
-``main(argv) -> exit code``: 0 after a clean shutdown, 1 when the service failed to load,
-2 for bad arguments or a malformed model package. Heavy modules (FastAPI, uvicorn) are
-imported only after the arguments are valid; mxnet is never imported in this process.
+``main(argv) -> exit code``: 0 after a clean shutdown, 1 when a service failed to load,
+2 for bad arguments, a malformed service file or a malformed model package. Heavy
+modules (FastAPI, uvicorn) are imported only after the arguments are valid; mxnet is
+never imported in this process. The bearer token is read from an environment variable
+(never from the command line, which ``ps`` shows) and is never logged.
 """
 
 from __future__ import annotations
@@ -13,38 +15,55 @@ import logging
 import os
 import sys
 
+from orchestrator.predictor.config import ConfigError, ModelConfig, parse_config, read_service
 from orchestrator.predictor.loader import SERVICE_FILE
+
+TOKEN_ENV = "PREDICTOR_AUTH_TOKEN"
 
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
-    model_dir: str
+    configs: tuple[ModelConfig, ...]
+    generation: int
+    config_file: str | None        # re-read on SIGHUP
     host: str
     port: int
-    workers: int
     ready_file: str | None
     name: str
     request_timeout: float
     max_body_bytes: int
-    queue_size: int
     py2_compat: bool
-    worker_env: dict
+    token_env: str
+    ttl: float | None = None       # stop by itself this long after it is ready (the service's ttl)
+    token: str | None = dataclasses.field(default=None, repr=False)
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m orchestrator.predictor",
-                                description="Serve a ModelArts MXNet model package over HTTP.")
-    p.add_argument("--model-dir", required=True, help="folder with config.json and customize_service.py")
+                                description="Serve ModelArts MXNet model packages over HTTP.")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--model-dir", help="one package: folder with customize_service.py")
+    src.add_argument("--config", help="service file: several packages with weights (JSON, see config.py); "
+                                      "SIGHUP re-reads it")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=0, help="port; 0 picks a free one (default)")
-    p.add_argument("--workers", type=int, default=1, help="model processes (default 1)")
     p.add_argument("--ready-file", help="write the address here as JSON once ready")
     p.add_argument("--name", help="service name (default: the package folder name)")
     p.add_argument("--request-timeout", type=float, default=40.0, help="seconds per request (504 after)")
     p.add_argument("--max-body-mb", type=float, default=12.0, help="body limit in MiB (413 above)")
-    p.add_argument("--queue-size", type=int, help="requests in flight before 503 (default 4 x workers)")
+    p.add_argument("--auth-token-env", default=TOKEN_ENV,
+                   help=f"environment variable holding a bearer token to require (default {TOKEN_ENV}; unset = no auth)")
     p.add_argument("--py2-compat", action="store_true",
-                   help="supply Python 2 builtins (xrange, unicode...) to customize_service.py")
+                   help="load customize_service.py written for Python 2.7")
+    p.add_argument("--ttl", type=float, help="seconds after it is ready when the predictor stops by itself "
+                                             "(drains in-flight requests first)")
+    one = p.add_argument_group("with --model-dir")
+    one.add_argument("--model-id", help="id reported in X-Model-Id (default: the service name)")
+    one.add_argument("--workers", type=int, default=1, help="model processes (default 1)")
+    one.add_argument("--queue-size", type=int, help="requests that may wait for a worker (default 8 x workers)")
+    one.add_argument("--batch-size", type=int, default=1, help="dynamic batching: max requests per batch (1 = off)")
+    one.add_argument("--batch-delay-ms", type=float, default=5.0,
+                     help="dynamic batching: longest wait for a full batch, from the first queued request")
     return p
 
 
@@ -53,17 +72,6 @@ def default_name(model_dir: str) -> str:
     path = os.path.abspath(model_dir)
     base = os.path.basename(path)
     return os.path.basename(os.path.dirname(path)) if base == "model" else base
-
-
-def worker_env(workers: int) -> dict:
-    """The environment of worker processes: ours (service variables pass through) plus
-    ``OMP_NUM_THREADS`` = cores // workers, because oversubscribed OpenMP threads cost
-    more than half the throughput on small boxes."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    env = dict(os.environ)
-    env["OMP_NUM_THREADS"] = str(max(1, cores // workers))
-    env.setdefault("MXNET_CPU_WORKER_NTHREADS", "1")
-    return env
 
 
 def _configure_logging() -> None:
@@ -81,22 +89,33 @@ def _configure_logging() -> None:
 def parse_settings(argv=None) -> Settings:
     parser = build_parser()
     args = parser.parse_args(argv)
-    model_dir = os.path.abspath(args.model_dir)
-    if not os.path.isdir(model_dir):
-        parser.error(f"--model-dir {args.model_dir}: no such folder")
-    if not os.path.isfile(os.path.join(model_dir, SERVICE_FILE)):
-        parser.error(f"--model-dir {args.model_dir}: no {SERVICE_FILE} in it (not a ModelArts model package)")
-    if args.workers < 1 or args.request_timeout <= 0 or args.max_body_mb <= 0:
-        parser.error("--workers, --request-timeout and --max-body-mb must be positive")
-    if args.queue_size is not None and args.queue_size < 1:
-        parser.error("--queue-size must be at least 1")
+    if args.request_timeout <= 0 or args.max_body_mb <= 0 or (args.ttl is not None and args.ttl <= 0):
+        parser.error("--request-timeout, --max-body-mb and --ttl must be positive")
+    try:
+        if args.config:
+            generation, configs = read_service(args.config)
+            name = args.name or os.path.splitext(os.path.basename(args.config))[0]
+        else:
+            if not os.path.isdir(args.model_dir):
+                parser.error(f"--model-dir {args.model_dir}: no such folder")
+            if not os.path.isfile(os.path.join(args.model_dir, SERVICE_FILE)):
+                parser.error(f"--model-dir {args.model_dir}: no {SERVICE_FILE} in it (not a ModelArts model package)")
+            if min(args.workers, args.batch_size) < 1 or args.batch_delay_ms < 0 or (args.queue_size or 0) < 0:
+                parser.error("--workers and --batch-size must be at least 1, --batch-delay-ms and --queue-size >= 0")
+            name = args.name or default_name(args.model_dir)
+            doc = {"id": args.model_id or name, "model_dir": args.model_dir, "workers": args.workers,
+                   "batch_size": args.batch_size, "batch_delay_ms": args.batch_delay_ms}
+            if args.queue_size is not None:
+                doc["queue_size"] = args.queue_size
+            generation, configs = 0, (parse_config(doc, "arguments"),)
+    except ConfigError as exc:
+        parser.error(str(exc))
     return Settings(
-        model_dir=model_dir, host=args.host, port=args.port, workers=args.workers,
-        ready_file=os.path.abspath(args.ready_file) if args.ready_file else None,
-        name=args.name or default_name(model_dir), request_timeout=args.request_timeout,
-        max_body_bytes=int(args.max_body_mb * 1024 * 1024),
-        queue_size=args.queue_size or 4 * args.workers, py2_compat=args.py2_compat,
-        worker_env=worker_env(args.workers))
+        configs=configs, generation=generation, config_file=os.path.abspath(args.config) if args.config else None,
+        host=args.host, port=args.port, ready_file=os.path.abspath(args.ready_file) if args.ready_file else None,
+        name=name, request_timeout=args.request_timeout, max_body_bytes=int(args.max_body_mb * 1024 * 1024),
+        py2_compat=args.py2_compat, token_env=args.auth_token_env, token=os.environ.get(args.auth_token_env) or None,
+        ttl=args.ttl)
 
 
 def main(argv=None) -> int:
@@ -106,4 +125,9 @@ def main(argv=None) -> int:
 
     from orchestrator.predictor.server import run
 
-    return asyncio.run(run(settings))
+    try:
+        import uvloop
+    except ImportError:  # optional: the standard loop works, a little slower
+        return asyncio.run(run(settings))
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(run(settings))

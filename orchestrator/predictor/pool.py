@@ -1,20 +1,25 @@
-"""Front-side pool of predictor worker processes with per-request dispatch.
+"""Worker processes of one model config, with per-request dispatch (and optional batching).
 
-Contract (all methods run on the front's event loop, one pool per front):
+Contract (every method runs on the front's event loop; no threads):
 
-* ``start()`` spawns ``size`` workers (``worker.py`` subprocesses, one socketpair each)
-  and returns once every one reported ``ready``; if any fails to load it raises
-  ``LoadFailed`` (``exit_code`` 2 for a malformed package, 1 otherwise; message and the
-  worker's traceback attached). The caller then ``close()``s the pool.
-* ``submit(payload, timeout)`` -> ``(http_status, json_bytes)`` from the worker. Raises
-  ``PoolError`` with the HTTP status to answer: 503 ``OVERLOADED`` (more than
-  ``queue_size`` requests queued + running; nothing is queued), 503 ``NOT_READY`` (closing
-  or no live worker), 504 ``TIMEOUT`` (queue wait + run over ``timeout``), 500
-  ``WORKER_DIED`` (the worker exited while running this request).
-* A request is handed to whichever worker is idle (not per connection). A worker that
-  overruns the timeout is killed and replaced (it is single-threaded, so it would stay
-  stuck); one that dies is replaced too. A replacement that fails to load is not retried.
-* ``close()`` asks idle workers to exit, waits up to ``grace`` s for busy ones, then kills.
+* ``start()`` spawns ``config.workers`` workers (``worker.py``, one socketpair each) and
+  returns once every one loaded the service AND answered a warm-up request; if one fails
+  to load it raises ``LoadFailed`` (``exit_code`` 2 malformed package, 1 otherwise). The
+  caller then ``close()``s the pool.
+* ``submit(payload, timeout)`` -> ``(http_status, json_bytes)``. Raises ``PoolError``:
+  503 ``OVERLOADED`` when ``config.waiting_limit`` requests already wait for a worker
+  (nothing is queued), 503 ``NOT_READY`` (closing, or no worker ready: all restarting),
+  504 ``TIMEOUT`` (queue wait + run over ``timeout``), 500 ``WORKER_DIED``.
+* A request goes to whichever worker is idle (per request, not per connection), oldest
+  first. With ``config.batch_size`` > 1 an idle worker takes up to that many waiting
+  requests at once, and waits for more at most ``batch_delay_ms`` counted from the arrival
+  of the oldest waiting request (``next_batch``).
+* A worker that overruns the timeout is killed (it is single-threaded, so it would stay
+  stuck; the other requests of its batch fail with 500) and, like one that dies, replaced;
+  a replacement that fails to load is retried with back-off (1 s doubling to 30 s).
+* ``drain(grace)`` stops taking requests, lets queued and running ones finish, then
+  closes. ``close(grace)`` fails waiting requests with 503, lets running ones finish for at
+  most ``grace`` s, then kills.
 """
 
 from __future__ import annotations
@@ -27,13 +32,11 @@ import os
 import socket
 import subprocess
 import sys
-import threading
-from multiprocessing.connection import Connection
 
 from orchestrator.predictor import protocol
+from orchestrator.predictor.config import ModelConfig
 
 log = logging.getLogger("orchestrator.predictor")
-_PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 class PoolError(Exception):
@@ -52,90 +55,114 @@ class LoadFailed(Exception):
         self.exit_code, self.message, self.details = exit_code, message, details
 
 
-class _Job:
-    __slots__ = ("id", "payload", "future", "worker", "finished")
+def next_batch(waiting: int, oldest_at: float, now: float, size: int, delay: float) -> tuple[int, float | None]:
+    """``(how many to take now, when to look again)`` for one idle worker: a full batch at
+    once; a partial one once ``delay`` has passed since the OLDEST waiting request came."""
+    take = min(size, waiting)
+    if take == size or now >= oldest_at + delay:
+        return take, None
+    return 0, oldest_at + delay
 
-    def __init__(self, job_id: int, payload, future: asyncio.Future):
-        self.id, self.payload, self.future = job_id, payload, future
+
+class _Job:
+    __slots__ = ("id", "payload", "future", "worker", "queued_at", "started_at")
+
+    def __init__(self, job_id: int, payload, future: asyncio.Future, now: float):
+        self.id, self.payload, self.future, self.queued_at = job_id, payload, future, now
         self.worker: _Worker | None = None
-        self.finished = False
+        self.started_at = 0.0
 
 
 class _Worker:
-    def __init__(self, proc: subprocess.Popen, conn: Connection, initial: bool):
-        self.proc, self.conn, self.initial = proc, conn, initial
-        self.state = "loading"  # -> idle <-> busy -> dead
-        self.job: _Job | None = None
+    def __init__(self, proc, writer, initial: bool):
+        self.proc, self.writer, self.initial = proc, writer, initial
+        self.state = "loading"  # -> warming -> idle <-> busy -> exiting -> dead
+        self.jobs: dict[int, _Job] = {}
         self.load_error: tuple | None = None
         self.killed_reason: str | None = None
 
+    def send(self, message) -> None:
+        if not self.writer.is_closing():
+            self.writer.writelines(protocol.frame(message))
+
 
 class WorkerPool:
-    def __init__(self, model_dir: str, name: str, size: int, queue_size: int,
-                 env: dict[str, str], py2_compat: bool = False):
-        self.model_dir, self.name, self.size, self.queue_size = model_dir, name, size, queue_size
-        self.env, self.py2_compat = env, py2_compat
+    def __init__(self, config: ModelConfig, *, name: str, env: dict, py2_compat: bool = False, metrics=None):
+        self.config, self.name, self.env, self.py2_compat, self.metrics = config, name, env, py2_compat, metrics
+        self.file_fields = {"images", dict(config.envs).get("input_data_name") or env.get("input_data_name") or "images"}
         self._workers: list[_Worker] = []
         self._pending: collections.deque[_Job] = collections.deque()
-        self._in_flight = 0
+        self._jobs_open = 0
         self._ids = itertools.count(1)
-        self._closing = False
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._started: asyncio.Future | None = None
-        self._tasks: set[asyncio.Task] = set()
-
-    # -- lifecycle -----------------------------------------------------------------------
-    async def start(self) -> None:
+        self._closing = self._retiring = False
         self._loop = asyncio.get_running_loop()
         self._started = self._loop.create_future()
-        for _ in range(self.size):
-            self._spawn(initial=True)
-        await self._started
+        self._idle_event = asyncio.Event()
+        self._timer: asyncio.TimerHandle | None = None
+        self._tasks: set[asyncio.Task] = set()
+        self._backoff = 1.0
 
-    def live_workers(self) -> int:
-        """Workers that are or will be able to serve (loading ones included)."""
-        return sum(w.state != "dead" for w in self._workers)
-
+    # -- state ----------------------------------------------------------------------------
     def ready_workers(self) -> int:
-        """Workers with a loaded service (what ``/health`` reports on)."""
         return sum(w.state in ("idle", "busy") for w in self._workers)
 
     def worker_pids(self) -> list[int]:
         return [w.proc.pid for w in self._workers if w.state != "dead"]
+
+    def accepting(self) -> bool:
+        return not (self._closing or self._retiring) and self.ready_workers() > 0
+
+    def load(self) -> tuple[int, int]:
+        """``(requests waiting, requests running)``."""
+        return len(self._pending), self._jobs_open - len(self._pending)
+
+    # -- lifecycle ------------------------------------------------------------------------
+    async def start(self) -> None:
+        for _ in range(self.config.workers):
+            await self._spawn(initial=True)
+        await self._started
+
+    async def drain(self, grace: float) -> None:
+        self._retiring = True
+        try:
+            await asyncio.wait_for(self._until_empty(), grace)
+        except asyncio.TimeoutError:
+            log.warning("config %s: requests still running after %g s of draining", self.config.id, grace)
+        await self.close(grace=1.0)
+
+    async def _until_empty(self) -> None:
+        while self._jobs_open:
+            self._idle_event.clear()
+            await self._idle_event.wait()
 
     async def close(self, grace: float = 10.0) -> None:
         self._closing = True
         self._fail_pending(503, protocol.NOT_READY, "predictor is shutting down")
         workers = list(self._workers)
         for w in workers:
-            if w.state == "loading":
+            if w.state in ("loading", "warming"):
                 w.proc.kill()  # nothing to finish; don't wait for a model load to complete
-                continue
+            else:
+                w.send(None)  # queued after any running job
+        for w in workers:
             try:
-                await asyncio.to_thread(w.conn.send, None)  # queued after any running job
-            except OSError:
-                pass
-        await asyncio.to_thread(self._reap, [w.proc for w in workers], grace)
-
-    @staticmethod
-    def _reap(procs: list[subprocess.Popen], grace: float) -> None:
-        for proc in procs:
-            try:
-                proc.wait(timeout=grace)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+                await asyncio.wait_for(w.proc.wait(), grace)
+            except asyncio.TimeoutError:
+                w.proc.kill()
+                await w.proc.wait()
             grace = 0.5  # the first wait used up the grace period
+        for task in list(self._tasks):
+            task.cancel()
 
-    # -- requests ------------------------------------------------------------------------
+    # -- requests -------------------------------------------------------------------------
     async def submit(self, payload, timeout: float) -> tuple[int, bytes]:
-        if self._closing or not self.live_workers():
-            raise PoolError(503, protocol.NOT_READY, "no worker available", retry_after=1)
-        if self._in_flight >= self.queue_size:
-            raise PoolError(503, protocol.OVERLOADED,
-                            f"{self._in_flight} requests in flight (limit {self.queue_size})", retry_after=1)
-        job = _Job(next(self._ids), payload, self._loop.create_future())
-        self._in_flight += 1
+        if not self.accepting():
+            raise PoolError(503, protocol.NOT_READY, f"model config {self.config.id} has no ready worker", 1)
+        if len(self._pending) >= self.config.waiting_limit and not self._idle_worker():
+            raise PoolError(503, protocol.OVERLOADED, f"{len(self._pending)} requests already wait for a worker "
+                            f"(queue size {self.config.waiting_limit})", retry_after=1)
+        job = _Job(next(self._ids), payload, self._loop.create_future(), self._loop.time())
+        self._jobs_open += 1
         self._pending.append(job)
         self._dispatch()
         try:
@@ -152,14 +179,16 @@ class WorkerPool:
         if job in self._pending:
             self._pending.remove(job)
             self._finish(job)
-        elif job.worker is not None and kill_reason and job.worker.job is job:
+        elif job.worker is not None and kill_reason and job.id in job.worker.jobs:
             job.worker.killed_reason = kill_reason
-            job.worker.proc.kill()  # its exit finishes the job and starts a replacement
+            job.worker.proc.kill()  # its exit fails the batch and starts a replacement
 
-    def _finish(self, job: _Job) -> None:
-        if not job.finished:
-            job.finished = True
-            self._in_flight -= 1
+    def _finish(self, job: _Job, status: int | None = None, timings: dict | None = None) -> None:
+        self._jobs_open -= 1
+        if not self._jobs_open:
+            self._idle_event.set()
+        if self.metrics is not None and status is not None:
+            self.metrics.observe_stages(self.config.id, job.started_at - job.queued_at, timings or {})
 
     def _fail_pending(self, status: int, code: str, message: str) -> None:
         while self._pending:
@@ -168,95 +197,117 @@ class WorkerPool:
                 job.future.set_exception(PoolError(status, code, message, retry_after=1))
             self._finish(job)
 
-    def _dispatch(self) -> None:
-        while self._pending:
-            worker = next((w for w in self._workers if w.state == "idle"), None)
-            if worker is None:
-                return
-            job = self._pending.popleft()
-            worker.state, worker.job, job.worker = "busy", job, worker
-            task = self._loop.create_task(self._send(worker, job))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+    def _idle_worker(self) -> _Worker | None:
+        return next((w for w in self._workers if w.state == "idle"), None)
 
-    async def _send(self, worker: _Worker, job: _Job) -> None:
-        try:  # in a thread: a 12 MB payload must not stall the event loop
-            await asyncio.to_thread(worker.conn.send, ("predict", job.id, job.payload))
-        except OSError:
-            pass  # the worker is dying; _on_exit fails the job
+    def _dispatch(self) -> None:
+        while self._pending and (worker := self._idle_worker()) is not None:
+            take, wake_at = next_batch(len(self._pending), self._pending[0].queued_at, self._loop.time(),
+                                       self.config.batch_size, self.config.batch_delay_ms / 1000.0)
+            if not take:
+                if self._timer is None:
+                    self._timer = self._loop.call_at(wake_at, self._on_timer)
+                return
+            jobs = [self._pending.popleft() for _ in range(take)]
+            now = self._loop.time()
+            for job in jobs:
+                job.worker, job.started_at = worker, now
+                worker.jobs[job.id] = job
+            worker.state = "busy"
+            if self.metrics is not None and self.config.batch_size > 1:
+                self.metrics.observe_batch(self.config.id, take)
+            worker.send(("predict", [(job.id, job.payload) for job in jobs]))
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._dispatch()
 
     # -- worker processes -----------------------------------------------------------------
-    def _spawn(self, initial: bool) -> None:
+    async def _spawn(self, initial: bool) -> None:
         ours, theirs = socket.socketpair()
+        for end in (ours, theirs):  # a 12 MB request in few syscalls (the kernel caps it at wmem_max)
+            end.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
         cmd = [sys.executable, "-m", "orchestrator.predictor.worker", "--fd", str(theirs.fileno()),
-               "--model-dir", self.model_dir, "--name", self.name, "--parent-pid", str(os.getpid())]
-        if self.py2_compat:
-            cmd.append("--py2-compat")
-        env = dict(self.env)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (_PROJECT_ROOT, env.get("PYTHONPATH")) if p)
+               "--model-dir", self.config.model_dir, "--name", self.name, "--parent-pid", str(os.getpid()),
+               "--batch-size", str(self.config.batch_size)] + (["--py2-compat"] if self.py2_compat else [])
         try:
-            proc = subprocess.Popen(cmd, pass_fds=[theirs.fileno()], cwd=self.model_dir, env=env,
-                                    stdin=subprocess.DEVNULL)
+            proc = await asyncio.create_subprocess_exec(*cmd, pass_fds=[theirs.fileno()], cwd=self.config.model_dir,
+                                                        env=self.env, stdin=subprocess.DEVNULL)
+        except BaseException:
+            ours.close()
+            raise
         finally:
             theirs.close()
-        worker = _Worker(proc, Connection(ours.detach()), initial)
+        reader, writer = await asyncio.open_unix_connection(sock=ours)
+        worker = _Worker(proc, writer, initial)
         self._workers.append(worker)
-        threading.Thread(target=self._read, args=(worker,), name=f"worker-{proc.pid}", daemon=True).start()
+        self._track(self._read(worker, reader))
 
-    def _read(self, worker: _Worker) -> None:
-        """Reader thread: forward messages to the loop; report the exit on EOF."""
+    def _track(self, coro) -> None:
+        task = self._loop.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _read(self, worker: _Worker, reader: asyncio.StreamReader) -> None:
         try:
             while True:
-                msg = worker.conn.recv()
-                self._loop.call_soon_threadsafe(self._on_message, worker, msg)
-        except (EOFError, OSError):
+                self._on_message(worker, await protocol.read_message(reader))
+        except (asyncio.IncompleteReadError, ConnectionError):
             pass
-        code = worker.proc.wait()
-        try:
-            self._loop.call_soon_threadsafe(self._on_exit, worker, code)
-        except RuntimeError:
-            pass  # loop already closed: the front is exiting anyway
+        finally:
+            worker.writer.close()
+        was, worker.state = worker.state, "exiting"  # gets no more work while we wait for the exit code
+        self._on_exit(worker, was, await worker.proc.wait())
 
     def _on_message(self, worker: _Worker, msg: tuple) -> None:
         kind = msg[0]
-        if kind == "ready":
-            worker.state = "idle"
-            log.info("worker %d ready (%s-style service)", worker.proc.pid, msg[2])
-            if all(w.state in ("idle", "busy") for w in self._workers if w.initial) and not self._started.done():
+        if kind == "loaded":
+            worker.state = "warming"
+            worker.send(("warmup",))
+        elif kind == "warm":
+            worker.state, self._backoff = "idle", 1.0
+            log.info("config %s: worker %d ready (warm-up answered %d)", self.config.id, worker.proc.pid, msg[1])
+            if not self._started.done() and all(w.state == "idle" for w in self._workers if w.initial):
                 self._started.set_result(None)
         elif kind == "load_failed":
             worker.load_error = msg[1:]
         elif kind == "result":
-            job, worker.job, worker.state = worker.job, None, "idle"
-            if job is not None and job.id == msg[1]:
+            job = worker.jobs.pop(msg[1], None)
+            if not worker.jobs:
+                worker.state = "idle"
+            if job is not None:
                 if not job.future.done():
                     job.future.set_result((msg[2], msg[3]))
-                self._finish(job)
+                self._finish(job, msg[2], msg[4])
         self._dispatch()
 
-    def _on_exit(self, worker: _Worker, code: int) -> None:
-        was, worker.state = worker.state, "dead"
+    def _on_exit(self, worker: _Worker, was: str, code: int) -> None:
+        worker.state = "dead"
         self._workers.remove(worker)
-        worker.conn.close()
-        job, worker.job = worker.job, None
-        if job is not None:
+        for job in worker.jobs.values():
             if not job.future.done():
                 job.future.set_exception(PoolError(
                     500, protocol.WORKER_DIED, f"worker process exited with code {code} while handling the request"))
             self._finish(job)
+        worker.jobs.clear()
         if self._closing:
             return
         if not self._started.done():
             exit_code, message, details = worker.load_error or (1, f"worker exited with code {code} while loading", "")
-            self._started.set_exception(LoadFailed(exit_code, message, details))
+            self._started.set_exception(LoadFailed(exit_code, f"model config {self.config.id}: {message}", details))
             return
-        if was == "loading":
+        if was in ("loading", "warming"):
             message = worker.load_error[1] if worker.load_error else f"exit code {code}"
-            log.error("replacement worker %d failed to load: %s", worker.proc.pid, message)
+            log.error("config %s: replacement worker %d failed to load (%s); retrying in %g s",
+                      self.config.id, worker.proc.pid, message, self._backoff)
+            self._loop.call_later(self._backoff, lambda: self._closing or self._track(self._spawn(initial=False)))
+            self._backoff = min(30.0, self._backoff * 2)
         else:
-            log.warning("worker %d exited (%s); starting a replacement", worker.proc.pid,
-                        worker.killed_reason or f"exit code {code}")
-            self._spawn(initial=False)
-        if not self.live_workers():
-            self._fail_pending(503, protocol.NOT_READY, "no worker could be started")
+            log.warning("config %s: worker %d exited (%s); starting a replacement", self.config.id,
+                        worker.proc.pid, worker.killed_reason or f"exit code {code}")
+            if self.metrics is not None:
+                self.metrics.worker_restarted(self.config.id)
+            self._track(self._spawn(initial=False))
+        if not self.ready_workers():
+            self._fail_pending(503, protocol.NOT_READY, f"model config {self.config.id}: no worker ready (restarting)")
         self._dispatch()

@@ -1,14 +1,20 @@
 """Messages between the predictor front and its worker processes, and error bodies.
 
-Transport: a ``socketpair`` per worker wrapped in ``multiprocessing.connection.Connection``
-(pickled tuples). Imports nothing heavy; both sides use it.
+Transport: one ``socketpair`` per worker. The worker wraps its end in
+``multiprocessing.connection.Connection``; the front speaks the same framing on asyncio
+streams (``frame``/``read_message``): a 4-byte big-endian signed length (or -1 and an
+8-byte length) followed by a pickle. Imports nothing heavy; both sides use it.
 
 worker -> front
-  ``("ready", pid, style)``                       service instantiated (and warmed up)
+  ``("loaded", pid, style)``                      service instantiated
   ``("load_failed", exit_code, message, traceback)``  then the worker exits
-  ``("result", job_id, http_status, json_bytes)`` one per job; errors are error bodies
+  ``("warm", http_status, note)``                 answer to ``("warmup",)``
+  ``("result", job_id, http_status, json_bytes, timings)``  one per job; errors are error
+                                                  bodies; timings: ``{stage: seconds}``
 front -> worker
-  ``("predict", job_id, payload)``   payload: ``("json", obj)`` or
+  ``("warmup",)``                    run one synthetic request (readiness waits for it)
+  ``("predict", [(job_id, payload), ...])``  one job, or a batch (see ``handler.py``);
+                                     payload: ``("json", obj)`` or
                                      ``("multipart", [(field, filename, bytes)], {field: text})``
   ``None``                           finish and exit
 """
@@ -16,24 +22,46 @@ front -> worker
 from __future__ import annotations
 
 import json
+import pickle
+import struct
 
 # error_code values of the JSON error bodies, by meaning (HTTP status in the comment).
 BAD_REQUEST = "PRED.BAD_REQUEST"            # 400 malformed body, no `images` field
 INVALID_INPUT = "PRED.INVALID_INPUT"        # 400 _preprocess rejected the data
+UNAUTHORIZED = "PRED.UNAUTHORIZED"          # 401 bearer token missing or wrong
 NOT_FOUND = "PRED.NOT_FOUND"                # 404
 METHOD_NOT_ALLOWED = "PRED.METHOD_NOT_ALLOWED"  # 405
 PAYLOAD_TOO_LARGE = "PRED.PAYLOAD_TOO_LARGE"    # 413
 UNSUPPORTED_MEDIA_TYPE = "PRED.UNSUPPORTED_MEDIA_TYPE"  # 415
 HANDLER_ERROR = "PRED.HANDLER_ERROR"        # 500 exception in the service
 WORKER_DIED = "PRED.WORKER_DIED"            # 500 the worker process exited mid-request
-NOT_READY = "PRED.NOT_READY"                # 503 loading, draining or no live worker
-OVERLOADED = "PRED.OVERLOADED"              # 503 in-flight limit reached
+NOT_READY = "PRED.NOT_READY"                # 503 loading, draining or no ready worker
+OVERLOADED = "PRED.OVERLOADED"              # 503 the wait queue is full
 TIMEOUT = "PRED.TIMEOUT"                    # 504 over --request-timeout
 
-BY_STATUS = {400: BAD_REQUEST, 404: NOT_FOUND, 405: METHOD_NOT_ALLOWED, 413: PAYLOAD_TOO_LARGE,
-             415: UNSUPPORTED_MEDIA_TYPE, 500: HANDLER_ERROR, 503: NOT_READY, 504: TIMEOUT}
+BY_STATUS = {400: BAD_REQUEST, 401: UNAUTHORIZED, 404: NOT_FOUND, 405: METHOD_NOT_ALLOWED,
+             413: PAYLOAD_TOO_LARGE, 415: UNSUPPORTED_MEDIA_TYPE, 500: HANDLER_ERROR,
+             503: NOT_READY, 504: TIMEOUT}
+
+STAGES = ("preprocess", "inference", "postprocess")
 
 
 def error_body(code: str, message: str) -> bytes:
     """The JSON error document ``{"error_code": ..., "error_msg": ...}`` as bytes."""
     return json.dumps({"error_code": code, "error_msg": message}).encode("utf-8")
+
+
+def frame(message) -> list[bytes]:
+    """``message`` as the chunks of one ``Connection`` frame (header, pickle)."""
+    data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    size = len(data)
+    header = struct.pack("!i", size) if size <= 0x7FFFFFFF else struct.pack("!iQ", -1, size)
+    return [header, data]
+
+
+async def read_message(reader):
+    """Read one frame from an ``asyncio.StreamReader``; ``IncompleteReadError`` at EOF."""
+    size, = struct.unpack("!i", await reader.readexactly(4))
+    if size == -1:
+        size, = struct.unpack("!Q", await reader.readexactly(8))
+    return pickle.loads(await reader.readexactly(size))

@@ -1,17 +1,22 @@
-"""Lifecycle of one predictor front: socket, uvicorn, worker pool, ready file, shutdown.
+"""Lifecycle of one predictor front: socket, uvicorn, worker pools, ready file, signals.
 
 Contract of ``run(settings) -> exit code``:
 
 * Binds ``settings.host:settings.port`` itself (port 0 = the kernel picks a free port, no
-  race) and serves HTTP at once; ``/health`` is 503 until every worker has instantiated
-  the service.
+  race) and serves HTTP at once; ``/health`` is 503 until every worker of every config
+  has loaded the service and answered a warm-up request.
 * Then writes ``settings.ready_file`` atomically (temp file + ``os.replace``) with
-  ``{"pid", "host", "port", "url", "workers", "ready_at", "name"}`` (``ready_at``: Unix
-  time). A stale ready file is removed at start and the file is removed again on shutdown.
-* Load failure: the worker's traceback and a one-line reason go to stderr, no ready file,
-  exit code 2 (malformed package) or 1 (anything else).
-* SIGTERM/SIGINT: stop accepting, let in-flight requests finish (at most
-  ``request_timeout + 5`` s), stop the workers, exit 0.
+  ``{"pid", "host", "port", "url", "name", "workers", "ready_at" (Unix time),
+  "generation", "configs": [{"id", "weight", "workers", "pids"}], "error"}``. A stale
+  ready file is removed at start and the file is removed again on a clean shutdown.
+* SIGHUP (with ``--config``; ignored otherwise): re-read the service file and ``Router.apply`` it; the ready
+  file is rewritten with the new ``generation``, or keeps the old one and gets
+  ``"error": {"generation", "message"}`` when the new configs are invalid or fail to load
+  (the service keeps serving the old ones).
+* Load failure at start: the worker's traceback and a one-line reason go to stderr, no
+  ready file, exit code 2 (malformed package) or 1 (anything else).
+* SIGTERM/SIGINT, or ``settings.ttl`` seconds after it is ready: stop accepting, let
+  in-flight requests finish (at most ``request_timeout + 5`` s), stop the workers, exit 0.
 """
 
 from __future__ import annotations
@@ -28,7 +33,10 @@ import time
 import uvicorn
 
 from orchestrator.predictor.app import AppState, create_app
-from orchestrator.predictor.pool import LoadFailed, WorkerPool
+from orchestrator.predictor.config import ConfigError, read_service
+from orchestrator.predictor.metrics import Metrics
+from orchestrator.predictor.pool import LoadFailed
+from orchestrator.predictor.router import Router
 
 log = logging.getLogger("orchestrator.predictor")
 
@@ -69,19 +77,71 @@ def _report_load_failure(exc: LoadFailed) -> None:
     sys.stderr.flush()
 
 
+class _Front:
+    """The running front: what SIGHUP and the ready file need to see."""
+
+    def __init__(self, settings, router: Router, url: str, host: str, port: int):
+        self.settings, self.router, self.url, self.host, self.port = settings, router, url, host, port
+        self.generation, self.error = settings.generation, None
+        self._reload_wanted = asyncio.Event()
+
+    def publish(self) -> None:
+        if not self.settings.ready_file:
+            return
+        configs = [{k: row[k] for k in ("id", "weight", "workers", "pids")} for row in self.router.snapshot()]
+        write_ready_file(self.settings.ready_file, {
+            "pid": os.getpid(), "host": self.host, "port": self.port, "url": self.url, "name": self.settings.name,
+            "workers": sum(c["workers"] for c in configs), "ready_at": time.time(),
+            "generation": self.generation, "configs": configs, "error": self.error})
+
+    def request_reload(self) -> None:
+        if self.settings.config_file:
+            self._reload_wanted.set()
+        else:
+            log.warning("SIGHUP ignored: started with --model-dir, there is no service file to re-read")
+
+    async def reloader(self) -> None:
+        """Apply the service file each time SIGHUP asks; one reload at a time, latest file wins."""
+        while True:
+            await self._reload_wanted.wait()
+            self._reload_wanted.clear()
+            generation = self.generation
+            try:
+                generation, configs = read_service(self.settings.config_file)
+                await self.router.apply(configs)
+            except (ConfigError, LoadFailed) as exc:
+                message = exc.message if isinstance(exc, LoadFailed) else str(exc)
+                if isinstance(exc, ConfigError):  # unreadable file: the generation it meant is unknown
+                    generation = exc.generation if exc.generation is not None else generation
+                log.error("reload of generation %d failed, still serving generation %d: %s",
+                          generation, self.generation, message)
+                self.error = {"generation": generation, "message": message}
+            else:
+                self.generation, self.error = generation, None
+                log.info("reloaded: generation %d", generation)
+            self.publish()
+
+
 async def run(settings) -> int:
     _remove(settings.ready_file)
-    sock = bind_socket(settings.host, settings.port)
+    try:
+        sock = bind_socket(settings.host, settings.port)
+    except OSError as exc:
+        sys.stderr.write(f"predictor: cannot listen on {settings.host}:{settings.port}: {exc.strerror}\n")
+        return 1
     host, port = sock.getsockname()[:2]
-    pool = WorkerPool(settings.model_dir, settings.name, settings.workers, settings.queue_size,
-                      env=settings.worker_env, py2_compat=settings.py2_compat)
+    url = f"http://{host if ':' not in host else f'[{host}]'}:{port}/"
+    router = Router(name=settings.name, base_env=dict(os.environ), drop_env=(settings.token_env,),
+                    py2_compat=settings.py2_compat, drain_grace=settings.request_timeout + 5)
+    metrics = router.metrics = Metrics(router.snapshot)
     state = AppState()
-    app = create_app(pool, state, name=settings.name, request_timeout=settings.request_timeout,
-                     max_body_bytes=settings.max_body_bytes)
+    app = create_app(router, state, metrics, name=settings.name, request_timeout=settings.request_timeout,
+                     max_body_bytes=settings.max_body_bytes, token=settings.token)
     config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="off",
                             timeout_keep_alive=200,  # ModelArts asks for long keep-alive
                             timeout_graceful_shutdown=int(settings.request_timeout) + 5)
     server = uvicorn.Server(config)
+    front = _Front(settings, router, url, host, port)
 
     # uvicorn swaps in its own handlers while serving and re-raises the signal afterwards;
     # ours (restored then) turns that re-raise, and any signal outside serve(), into a
@@ -91,13 +151,15 @@ async def run(settings) -> int:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, _stop)
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGHUP, front.request_reload)
 
     serving = asyncio.create_task(server.serve(sockets=[sock]))
-    starting = asyncio.create_task(pool.start())
+    starting = asyncio.create_task(router.apply(settings.configs))
     await asyncio.wait({serving, starting}, return_when=asyncio.FIRST_COMPLETED)
-    code, failure = 0, None
+    code, failure, reloading = 0, None, None
     if not starting.done():
-        starting.cancel()  # stopped (or the server failed) while the model was loading
+        pass  # stopped (or the server failed) while the model was loading: cancelled below
     elif starting.exception() is not None:
         exc = starting.exception()
         if not isinstance(exc, LoadFailed):  # e.g. the worker could not even be spawned
@@ -105,21 +167,30 @@ async def run(settings) -> int:
         failure, code = exc, exc.exit_code
         server.should_exit = True
     else:
-        state.ready, state.reason = True, ""
-        url = f"http://{host if ':' not in host else f'[{host}]'}:{port}/"
-        if settings.ready_file:
-            write_ready_file(settings.ready_file, {
-                "pid": os.getpid(), "host": host, "port": port, "url": url,
-                "workers": settings.workers, "ready_at": time.time(), "name": settings.name})
-        log.info("predictor %s ready at %s with %d worker(s) %s", settings.name, url,
-                 settings.workers, pool.worker_pids())
+        state.started, state.reason = True, ""
+        front.publish()
+        reloading = asyncio.create_task(front.reloader())
+        if settings.ttl:   # the watchdog lives here, so it holds with the orchestrator gone
+
+            def _expire():
+                log.info("predictor %s: ttl of %.0fs expired, stopping", settings.name, settings.ttl)
+                server.should_exit = True
+
+            loop.call_later(settings.ttl, _expire)
+        log.info("predictor %s ready at %s: %s", settings.name, url,
+                 ", ".join(f"{c['id']} weight {c['weight']} pids {c['pids']}" for c in router.snapshot()))
     try:
         await serving
     finally:
-        state.ready, state.reason = False, "shutting down"
+        state.started, state.reason = False, "shutting down"
+        loop.remove_signal_handler(signal.SIGHUP)
+        for task in (starting, reloading):
+            if task is not None and not task.done():
+                task.cancel()  # a half-started config set closes its own pools
+                await asyncio.gather(task, return_exceptions=True)
         if code == 0:
             _remove(settings.ready_file)
-        await pool.close()
+        await router.close(grace=10.0)
     if failure is not None:
         _report_load_failure(failure)  # last on stderr: callers show the log tail
     else:

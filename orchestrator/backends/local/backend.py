@@ -12,7 +12,7 @@ import shutil
 from pathlib import Path
 
 from ..base import (BackendError, JobRef, JobSpec, JobState, ModelRef, ModelSpec, Prediction, Resource,
-                    ServiceRef, ServiceSpec)
+                    ServiceConfig, ServiceRef, ServiceSpec)
 from .jobs import JobRunner
 from .registry import Registry
 from .services import Services
@@ -57,6 +57,10 @@ class LocalBackend:
 
     def deploy(self, spec: ServiceSpec) -> ServiceRef:
         return self.services.deploy(spec)
+
+    def update_service(self, ref: ServiceRef, configs: tuple[ServiceConfig, ...] | None = None,
+                       status: str | None = None) -> ServiceRef:
+        return self.services.update(ref.id, configs, status)
 
     def predict(self, ref: ServiceRef, filename: str, content: bytes) -> Prediction:
         return self.services.predict(ref, filename, content)
