@@ -124,7 +124,8 @@ def _result(name: str, info: dict) -> str:
         return f"{info['files']} files, {info['skipped']} unchanged, {info['bytes'] / 1e6:.1f} MB"
     if name == "train" and info.get("metrics"):
         m = info["metrics"]
-        parts = [f"{k.replace('_', ' ')} {v:.3f}" for k, v in m.items() if k in ("train_accuracy", "val_accuracy")]
+        parts = [f"{k.replace('_', ' ')} {v:.3f}" for k, v in m.items()
+                 if k in ("train_accuracy", "val_accuracy") and isinstance(v, (int, float))]
         return ", ".join(parts)
     if name == "deploy" and info.get("url"):
         return info["url"]

@@ -23,6 +23,12 @@ TASK_DEFAULTS = {
     "face": {"code_dir": "jobs/face_recognition", "inference_code": "inference/face_recognition",
              "model_algorithm": "face_recognition"},
 }
+# Modules a project job imports from elsewhere in the repository (see jobs/face_recognition/
+# shared.py): shipped next to its boot file, since ModelArts gets only the code folder.
+SHARED_FILES = {
+    "jobs/face_recognition": ("jobs/data/face_rec_reader.py", "jobs/data/face_bin.py",
+                              "jobs/image_classification/storage.py"),
+}
 STEPS = ("prepare", "upload", "train", "import_model", "deploy", "predict", "teardown")
 
 
@@ -135,10 +141,11 @@ def build_plan(spec: PipelineSpec, config: ConfigSpec, *, spec_path: Path, confi
     if not (code_dir / spec.train.boot_file).is_file():
         raise UserError(f"train.boot_file '{spec.train.boot_file}' is not in {code_dir}",
                         where=_where(spec_path, "train.boot_file"))
-    include = ()
+    include = tuple(str(REPO_ROOT / f) for job, files in SHARED_FILES.items()
+                    if code_dir == (REPO_ROOT / job).resolve() for f in files)
     if inference_code:
-        include = (str(_existing_dir(base, inference_code, "train.inference_code", spec_path,
-                                     fallback=REPO_ROOT)),)
+        include += (str(_existing_dir(base, inference_code, "train.inference_code", spec_path,
+                                      fallback=REPO_ROOT)),)
     job = JobSpec(
         name=f"{spec.name}-{run_id}-train", run_id=run_id, code_dir=str(code_dir), boot_file=spec.train.boot_file,
         data_url=data.data_uri, train_url=f"{prefix}/output/",

@@ -22,9 +22,11 @@ def digest(*parts) -> str:
 
 def tree(path: Path | str, content: bool) -> str:
     """Hash of a folder: file names and bytes (``content``), or names, sizes and mtimes
-    (cheap enough for large image folders)."""
+    (cheap enough for large image folders); of a single file: its bytes."""
     h = hashlib.sha256()
     root = Path(path)
+    if root.is_file():
+        return hashlib.sha256(root.read_bytes()).hexdigest()[:16]
     for folder, dirs, files in sorted(os.walk(root)):
         dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS)
         for name in sorted(files):

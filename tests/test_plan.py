@@ -9,6 +9,8 @@ from orchestrator.errors import UserError
 from orchestrator.plan import STEPS, build_plan
 from orchestrator.spec import ConfigSpec, FlavorSpec, PipelineSpec
 
+REPO = Path(__file__).resolve().parents[1]
+
 
 def make_spec(tmp_path: Path, **overrides) -> PipelineSpec:
     code = tmp_path / "code"
@@ -95,3 +97,17 @@ def test_pipeline_from_dict_for_notebooks(tmp_path):
     with pytest.raises(UserError, match="unknown key 'trian'"):
         Pipeline.from_dict({"name": "nb-demo", "trian": {}}, base_dir=tmp_path, config=tmp_path / "config.json")
     assert not list(tmp_path.glob(".pipeline-*")), "no temporary files left behind"
+
+
+def test_face_task_defaults_and_shared_modules_ship_with_the_code(tmp_path):
+    """A face pipeline runs the project's face job; the modules it shares with other jobs go
+    next to its train.py (ModelArts uploads only the code folder), on every backend."""
+    from orchestrator.backends.staging import stage_code
+    from orchestrator.factory import load_plan
+
+    plan, _, _ = load_plan(REPO / "examples" / "face_softmax.yaml", None, None)
+    assert plan.job.code_dir == str(REPO / "jobs" / "face_recognition")
+    assert plan.model.model_algorithm == "face_recognition"
+    staged = stage_code(plan.job.code_dir, plan.job.include_dirs, tmp_path / "code")
+    for name in ("train.py", "face_rec_reader.py", "face_bin.py", "storage.py", "customize_service.py"):
+        assert (staged / name).is_file(), name

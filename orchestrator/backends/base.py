@@ -35,7 +35,7 @@ class JobSpec:
     instance_count: int = 1
     envs: tuple[tuple[str, str], ...] = ()
     max_runtime_s: float | None = None
-    include_dirs: tuple[str, ...] = ()   # local folders whose files are shipped inside the code folder
+    include_dirs: tuple[str, ...] = ()   # folders merged into the code folder, files copied next to the boot file
 
 
 @dataclass(frozen=True)

@@ -166,6 +166,6 @@ def _code(storage, code_dir, boot_file) -> tuple[Path | None, str | None, str]:
     if not boot_uri.startswith(uri) or boot_uri == uri:
         raise checks.fail("boot_file", f"{boot_file!r} is not inside code_dir {uri}")
     if not storage.exists(boot_uri) or storage.list(boot_uri) != [boot_uri]:
-        raise checks.fail("boot_file", f"{boot_uri} does not exist", hint=f"the files under code_dir are: "
+        raise checks.fail("boot_file", f"{boot_uri} does not exist", hint="the files under code_dir are: "
                           + ", ".join(u[len(uri):] for u in storage.list(uri)[:10]))
     return None, uri, boot_uri[len(uri):]

@@ -18,7 +18,6 @@ orchestrator is gone. No process outlives the job: each is stopped with its proc
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -28,6 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from . import distributed, procs
+from ..staging import stage_code
 from .storage import LocalObjectStore
 
 # Outputs are copied to train_url this often while the job runs (checkpoints survive a crash).
@@ -163,10 +163,7 @@ def main(job_dir: Path) -> int:
     code = job_dir / "code" / Path(job["code_dir"]).name
     data, output = job_dir / "data", job_dir / "output"
     try:
-        shutil.copytree(job["code_dir"], code, dirs_exist_ok=True,
-                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".git"))
-        for extra in job.get("include_dirs", []):   # e.g. the inference code that export_model packs
-            shutil.copytree(extra, code, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        stage_code(job["code_dir"], job.get("include_dirs", []), code)
         store.get(job["data_url"], str(data))
         output.mkdir(parents=True, exist_ok=True)
         if store.list(job["train_url"]):   # as on OBS, a restarted job sees what it wrote before (checkpoints)

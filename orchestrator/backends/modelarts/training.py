@@ -15,7 +15,6 @@ through ``errors.explain``. ``stop`` and ``delete`` are idempotent.
 from __future__ import annotations
 
 import re
-import shutil
 import tempfile
 import time
 import uuid
@@ -31,6 +30,7 @@ from huaweicloudsdkmodelarts.v1 import (CreateTrainingJobRequest, DeleteTraining
                                         SpecResource, StopTrainingJobRequest)
 
 from ..base import JobRef, JobSpec, JobState
+from ..staging import stage_code
 from .errors import CloudError, NotFound, explain, retryable
 from .rest import Retry, Transient
 from .storage import ObsStorage
@@ -84,11 +84,7 @@ class TrainingJobs:
         bucket = spec.train_url.split("://", 1)[1].split("/", 1)[0]
         uri = f"obs://{bucket}/{CODE_ROOT}/{spec.name}/{uuid.uuid4().hex[:8]}/{Path(spec.code_dir).name}/"
         with tempfile.TemporaryDirectory(prefix="orchestrator-code-") as tmp:
-            staged = Path(tmp) / Path(spec.code_dir).name
-            ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".git")
-            shutil.copytree(spec.code_dir, staged, ignore=ignore)
-            for extra in spec.include_dirs:     # e.g. the inference code that export_model packs
-                shutil.copytree(extra, staged, dirs_exist_ok=True, ignore=ignore)
+            staged = stage_code(spec.code_dir, spec.include_dirs, Path(tmp) / Path(spec.code_dir).name)
             self.storage.put(staged, uri)
         return uri
 

@@ -1,0 +1,205 @@
+"""Face training speed and verification accuracy of jobs/face_recognition/train.py.
+
+1. Images/s per backbone and loss: the job (a train.py subprocess on generated faces:
+   JPEG decoding, flips, margin head or P x K sampling + triplet mining, metrics) next to a
+   plain Gluon loop of the same network (a subprocess of this script: one in-memory batch,
+   a Dense softmax head, SGD) in the same run, and their ratio.  Speeds are medians over
+   the epochs after the first (MKLDNN builds its primitives during the first); the job's
+   come from metrics.json (verification excluded: its data folder has no .bin here).
+2. Verification accuracy on lfw.bin (pairs of identities never trained on) after a short
+   ArcFace training, next to the same network untrained and the generator's baselines
+   (random embeddings, raw-pixel cosine).
+
+    .venv/bin/python benchmarks/train_face.py                       # defaults below
+    .venv/bin/python benchmarks/train_face.py --backbones mobilefacenet --losses arcface \
+        --batches 3 --epochs 2 --accuracy-epochs 6
+
+2 CPU cores shared with other work make absolute numbers noisy; compare the ratios.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+JOB = REPO / "jobs" / "face_recognition"
+sys.path.insert(0, str(REPO))
+
+BACKBONES = {  # name -> train.py arguments (a width multiplier is added)
+    "mobilefacenet": ["--network=mobilefacenet"],
+    "r18": ["--network=r18"],
+    "iresnet-small": ["--network=iresnet", "--net_units=1,1,1,1"],
+}
+
+
+def env(a) -> dict:
+    return dict(os.environ, OMP_NUM_THREADS=str(a.threads))
+
+
+def job_speed(data: Path, out: Path, backbone: str, loss: str, a) -> float:
+    args = [sys.executable, str(JOB / "train.py"), f"--data_url={data}", f"--train_url={out}",
+            *BACKBONES[backbone], f"--width_mult={a.width}", f"--emb_size={a.emb_size}",
+            f"--loss={loss}", f"--per_batch_size={a.batch_size}", f"--num_epochs={a.epochs}",
+            f"--epoch_size={a.batches}", "--verbose=0", "--export_model=False", "--lr=0.05",
+            f"--frequent={a.batches}", "--images_per_identity=4", "--mining=batch_hardest"]
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=3600, env=env(a))
+    if proc.returncode:
+        sys.exit(f"train.py failed ({backbone}, {loss}):\n{proc.stderr[-2000:]}")
+    epochs = json.loads((out / "metrics.json").read_text())["epochs"]
+    return statistics.median(e["samples_per_s"] for e in epochs[1:])
+
+
+def plain_speed(backbone: str, data: Path, a) -> float:
+    """Run `plain_loop` in a fresh process (same OMP setup as the job)."""
+    cmd = [sys.executable, __file__, "--plain", backbone, f"--plain-data={data}",
+           f"--width={a.width}", f"--emb-size={a.emb_size}", f"--batch-size={a.batch_size}",
+           f"--batches={a.batches}", f"--epochs={a.epochs}"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=3600, env=env(a))
+    if proc.returncode:
+        sys.exit(f"plain loop failed ({backbone}):\n{proc.stderr[-2000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])["images_per_s"]
+
+
+def plain_loop(a) -> None:
+    """The reference: the same network and initialiser, one batch of the data set's images
+    decoded once and kept in memory, a Dense softmax head."""
+    sys.path.insert(0, str(JOB))
+    import mxnet as mx
+    from mxnet import autograd, gluon
+
+    import networks
+    from face_iter import FaceBatches
+    from jobs.data.face_rec import FaceRec
+    extra = {"iresnet-small": {"units": (1, 1, 1, 1)}}.get(a.plain, {})
+    name = {"iresnet-small": "iresnet"}.get(a.plain, a.plain)
+    net, _ = networks.build(name, emb_size=a.emb_size, width=a.width, **extra)
+    rec = FaceRec(a.plain_data)
+    head = gluon.nn.Dense(rec.num_classes)
+    for block in (net, head):
+        block.initialize(mx.init.Xavier(rnd_type="gaussian", factor_type="out", magnitude=2))
+        block.hybridize(static_alloc=True)
+    params = net.collect_params()
+    params.update(head.collect_params())
+    trainer = gluon.Trainer(params, "sgd", {"learning_rate": 0.05, "momentum": 0.9, "wd": 5e-4})
+    ce = gluon.loss.SoftmaxCrossEntropyLoss()
+    data, label = FaceBatches(rec, a.batch_size).batch()
+    x, y = mx.nd.array(data), mx.nd.array(label)
+    speeds = []
+    for _ in range(a.epochs):
+        tic = time.time()
+        for _ in range(a.batches):
+            with autograd.record():
+                loss = ce(head(net(x)), y)
+            loss.backward()
+            trainer.step(a.batch_size)
+        mx.nd.waitall()
+        speeds.append(a.batches * a.batch_size / (time.time() - tic))
+    print(json.dumps({"images_per_s": statistics.median(speeds[1:])}))
+
+
+def untrained_accuracy(bin_path: Path, a) -> float:
+    sys.path.insert(0, str(JOB))
+    import mxnet as mx
+
+    import evaluation
+    import networks
+    from jobs.data.face_bin import load_bin
+    from verification import verify
+    mx.random.seed(0)
+    net, _ = networks.build(a.accuracy_network, emb_size=a.emb_size, width=a.width,
+                            blocks=(1, 1, 1, 1) if a.accuracy_network == "mobilefacenet" else None)
+    net.initialize(mx.init.Xavier(rnd_type="gaussian", factor_type="out", magnitude=2))
+    net.hybridize()
+    images, issame = load_bin(str(bin_path), (112, 112))
+    return verify(evaluation.embedder(net, mx.cpu()), images, issame, 32)["accuracy"]
+
+
+def trained_accuracy(data: Path, out: Path, a) -> dict:
+    args = [sys.executable, str(JOB / "train.py"), f"--data_url={data}", f"--train_url={out}",
+            f"--network={a.accuracy_network}", f"--width_mult={a.width}",
+            f"--emb_size={a.emb_size}", "--loss=arcface", "--margin_s=32",
+            f"--per_batch_size={a.batch_size}", f"--num_epochs={a.accuracy_epochs}",
+            "--lr=0.1", "--verbose=0", "--export_model=False", "--frequent=1000"]
+    if a.accuracy_network == "mobilefacenet":
+        args.append("--net_blocks=1,1,1,1")
+    started = time.time()
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=7200, env=env(a))
+    if proc.returncode:
+        sys.exit(f"accuracy run failed:\n{proc.stderr[-2000:]}")
+    metrics = json.loads((out / "metrics.json").read_text())
+    return {"accuracy": metrics["final"]["lfw_accuracy"], "std": metrics["final"]["lfw_accuracy_std"],
+            "per_epoch": [v["accuracy"] for v in metrics["verification"]], "seconds": time.time() - started}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--backbones", default="mobilefacenet,iresnet-small",
+                   help=f"comma list of {', '.join(BACKBONES)}")
+    p.add_argument("--losses", default="softmax,arcface,triplet")
+    p.add_argument("--width", type=float, default=0.5, help="channel multiplier of the backbones")
+    p.add_argument("--emb-size", type=int, default=128)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--batches", type=int, default=5, help="batches per epoch")
+    p.add_argument("--epochs", type=int, default=3, help="epochs per speed run (first = warm-up)")
+    p.add_argument("--repeats", type=int, default=2, help="alternating runs; medians count")
+    p.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", 0))
+                   or os.cpu_count(), help="OMP_NUM_THREADS of every run")
+    p.add_argument("--identities", type=int, default=12)
+    p.add_argument("--images-per-identity", type=int, default=20)
+    p.add_argument("--accuracy-network", default="mobilefacenet")
+    p.add_argument("--accuracy-epochs", type=int, default=8)
+    p.add_argument("--plain", help=argparse.SUPPRESS)
+    p.add_argument("--plain-data", help=argparse.SUPPRESS)
+    a = p.parse_args()
+    if a.plain:
+        return plain_loop(a)
+    from jobs.data import generate_faces
+    with tempfile.TemporaryDirectory(prefix="bench-face-") as tmp:
+        tmp = Path(tmp)
+        generate_faces.generate(tmp / "gen", a.identities, a.images_per_identity, 8, 100, seed=0,
+                                progress=False)
+        packed = tmp / "gen" / "packed"
+        speed_data = tmp / "speed"  # the same records without lfw.bin: no verification
+        speed_data.mkdir()
+        for name in ("train.rec", "train.idx", "property", "labels.txt"):
+            (speed_data / name).symlink_to(packed / name)
+        print(f"{a.identities} identities x {a.images_per_identity} images, batch {a.batch_size}, "
+              f"{a.batches} batches x {a.epochs} epochs, width {a.width}, emb {a.emb_size}, "
+              f"OMP threads {a.threads}, medians of {a.repeats} alternating runs")
+        print(f"{'backbone':<15}{'loss':<9}{'job img/s':>11}{'plain img/s':>13}{'job/plain':>11}")
+        losses = a.losses.split(",")
+        for backbone in a.backbones.split(","):
+            plain, job = [], {loss: [] for loss in losses}
+            for rep in range(a.repeats):  # plain, job, job, job, plain, ...: drifts hit both
+                plain.append(plain_speed(backbone, speed_data, a))
+                for loss in losses:
+                    out = tmp / f"{backbone}-{loss}-{rep}"
+                    job[loss].append(job_speed(speed_data, out, backbone, loss, a))
+            ref = statistics.median(plain)
+            for loss in losses:
+                mine = statistics.median(job[loss])
+                print(f"{backbone:<15}{loss:<9}{mine:>11.1f}{ref:>13.1f}{mine / ref:>11.2f}",
+                      flush=True)
+        from jobs.data.generate_faces import baselines
+        base = baselines(str(packed / "lfw.bin"))
+        untrained = untrained_accuracy(packed / "lfw.bin", a)
+        trained = trained_accuracy(packed, tmp / "accuracy", a)
+        print(f"\nlfw.bin (100 pairs of 8 unseen identities), {a.accuracy_network} "
+              f"width {a.width}, ArcFace s=32, {a.accuracy_epochs} epochs:")
+        print(f"  random embeddings      {base['random']:.3f}")
+        print(f"  raw-pixel cosine       {base['raw_pixels']:.3f}")
+        print(f"  untrained network      {untrained:.3f}")
+        print(f"  trained ({trained['seconds']:.0f} s)        {trained['accuracy']:.3f} "
+              f"+- {trained['std']:.3f}  (per epoch: "
+              f"{', '.join(f'{v:.3f}' for v in trained['per_epoch'])})")
+
+
+if __name__ == "__main__":
+    main()

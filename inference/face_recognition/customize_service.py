@@ -1,0 +1,151 @@
+"""ModelArts MXNet inference service for the face models of jobs/face_recognition.
+
+The model folder (``model_path``) is what train.py exports: ``model-symbol.json`` and
+``model-0000.params`` (the embedding network, input ``data`` N x 3 x H x W RGB 0..255),
+``face.json`` (image size, same-person ``threshold`` as a cosine), optionally
+``gallery.npz`` (one normalised embedding per known identity + labels) and this file.
+
+Requests (multipart; JSON with base64 strings in the same fields works too):
+
+* one image (field ``images``) -> ``{"embedding": [...]}`` (L2-normalised, flip-summed
+  like the verification), plus with a gallery ``"predicted_label"`` (the identity of
+  highest cosine) and ``"scores": [[label, cosine], ...]`` (top min(5, identities),
+  highest first);
+* two images (two files in ``images``, or ``images`` + ``images2``) ->
+  ``{"same_person": cos >= threshold, "similarity": cos, "threshold": threshold}``.
+
+Any image OpenCV or Pillow reads (JPEG, PNG, BMP; grayscale, RGBA) becomes RGB and is
+resized to the model's size (an aligned face crop is expected).  Bad input (no image,
+more than two, undecodable bytes) raises ``ValueError`` (HTTP 400 in the predictor).
+"""
+import base64
+import binascii
+import io
+import json
+import os
+import threading
+
+import cv2
+import mxnet as mx
+import numpy as np
+from mms.model_service.mxnet_model_service import MXNetBaseService
+
+DEFAULT_THRESHOLD = 0.38
+TOP_K = 5
+
+
+def _payload_bytes(value):
+    """Encoded image bytes of one request value (file-like, bytes or base64 text)."""
+    if hasattr(value, "read"):
+        if hasattr(value, "seek"):
+            value.seek(0)
+        value = value.read()
+    if isinstance(value, str):
+        try:
+            value = base64.b64decode(value.split(",")[-1], validate=True)  # data: URLs too
+        except (binascii.Error, ValueError):
+            raise ValueError("an image must be a file upload or base64 text") from None
+    if isinstance(value, (bytearray, memoryview)):
+        value = bytes(value)
+    if not isinstance(value, bytes) or not value:
+        raise ValueError(f"the request holds no image bytes (got {type(value).__name__}): "
+                         f"send files in the 'images' field")
+    return value
+
+
+def request_images(data):
+    """Encoded images of a request, in order: field ``images`` first, then ``images2``..."""
+    if isinstance(data, (list, tuple)):  # legacy runtime: one bytes value per file
+        values = list(data)
+    elif isinstance(data, dict):
+        fields = sorted((k for k in data if str(k).startswith("images")),
+                        key=lambda k: (len(str(k)), str(k)))
+        values = []
+        for field in fields:
+            value = data[field]
+            if isinstance(value, dict):
+                values.extend(value.values())
+            elif isinstance(value, (list, tuple)):
+                values.extend(value)
+            else:
+                values.append(value)
+    else:
+        values = [data]
+    if not values:
+        raise ValueError("the request holds no image: send one face (embedding) or two "
+                         "(comparison) in the 'images' field")
+    if len(values) > 2:
+        raise ValueError(f"the request holds {len(values)} images: send one face "
+                         f"(embedding) or two (comparison)")
+    return [_payload_bytes(v) for v in values]
+
+
+def decode_rgb(raw):
+    """HxWx3 uint8 RGB image from encoded bytes, or ValueError."""
+    img = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_COLOR)  # gray/alpha -> BGR
+    if img is not None:
+        return img[:, :, ::-1]
+    try:  # formats this OpenCV build lacks (GIF, some TIFF/WebP variants)
+        from PIL import Image
+        with Image.open(io.BytesIO(raw)) as pil:
+            return np.asarray(pil.convert("RGB"))
+    except Exception:  # Pillow raises many types for bad data; all mean "not an image"
+        raise ValueError(f"cannot decode the uploaded file ({len(raw)} bytes) as an image; "
+                         f"send a JPEG, PNG or BMP file") from None
+
+
+class FaceRecognitionService(MXNetBaseService):
+    """Embeds, identifies and compares faces; loads everything itself from model_path."""
+
+    def __init__(self, model_name, model_path):
+        super().__init__(model_name, model_path)
+        with open(os.path.join(model_path, "face.json")) as f:
+            self.settings = json.load(f)
+        self.image_size = tuple(self.settings["image_size"])
+        self.threshold = float(self.settings.get("threshold", DEFAULT_THRESHOLD))
+        prefix = os.path.join(model_path, self.settings.get("prefix", "model"))
+        symbol, arg_params, aux_params = mx.model.load_checkpoint(
+            prefix, int(self.settings.get("epoch", 0)))
+        data_name = self.settings.get("data_name", "data")
+        ctx = getattr(self, "ctx", None) or mx.cpu()
+        self.module = mx.mod.Module(symbol, data_names=[data_name], label_names=None, context=ctx)
+        self.module.bind(data_shapes=[(data_name, (2, 3) + self.image_size)], for_training=False)
+        self.module.set_params(arg_params, aux_params)  # every parameter must be present
+        self.gallery, self.labels = None, []
+        gallery_path = os.path.join(model_path, "gallery.npz")
+        if os.path.isfile(gallery_path):
+            with np.load(gallery_path) as g:
+                self.gallery = g["embeddings"].astype(np.float64)
+                self.labels = [str(label) for label in g["labels"]]
+        self.lock = threading.Lock()  # a bound Module is not thread-safe
+
+    def _preprocess(self, data):
+        h, w = self.image_size
+        faces = []
+        for raw in request_images(data):
+            img = decode_rgb(raw)
+            if img.shape[:2] != (h, w):
+                interp = cv2.INTER_AREA if img.shape[0] > h else cv2.INTER_LINEAR
+                img = cv2.resize(img, (w, h), interpolation=interp)
+            faces += [img, img[:, ::-1]]  # the image and its mirror, summed after the network
+        return np.stack(faces).transpose(0, 3, 1, 2).astype(np.float32)
+
+    def _inference(self, data):
+        with self.lock:
+            self.module.forward(mx.io.DataBatch([mx.nd.array(data)]), is_train=False)
+            emb = self.module.get_outputs()[0].asnumpy().astype(np.float64)
+        emb = emb[0::2] + emb[1::2]
+        return emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+
+    def _postprocess(self, data):
+        if len(data) == 2:
+            cos = float(np.dot(data[0], data[1]))
+            return {"same_person": cos >= self.threshold, "similarity": round(cos, 6),
+                    "threshold": round(self.threshold, 6)}
+        out = {"embedding": [round(float(v), 6) for v in data[0]]}
+        if self.gallery is not None and len(self.labels):
+            cos = self.gallery @ data[0]
+            top = np.argsort(-cos, kind="stable")[:min(TOP_K, len(self.labels))]
+            out["predicted_label"] = self.labels[top[0]]
+            out["scores"] = [[self.labels[i], round(float(cos[i]), 6)] for i in top]
+        return out

@@ -1,0 +1,133 @@
+"""Embedding helpers of the face job: verification targets, log lines, gallery.
+
+* ``find_targets(data_dir, names)``: the ``.bin`` pair files to verify on, in order
+  (insightface's lfw, cfp_fp, agedb_30 first, then the others alphabetically, unless
+  ``names`` pins them); the first one decides the best checkpoint.
+* ``read_labels(data_dir, n)``: identity names (labels.txt, else the ids).
+* ``embedder(net, ctx)``: uint8 N x H x W x 3 RGB -> numpy N x emb (inference mode).
+* ``log_result(log, name, tag, result)``: insightface's lines, e.g.
+  ``[lfw][1000]Accuracy-Flip: 0.99500+-0.00300``.
+* ``build_gallery(rec, embed, ...)``: per identity, the L2-normalised mean of up to
+  ``per_identity`` flip-summed, normalised embeddings.
+* ``Verifier``: verification on every target during and after training, keeping the best.
+"""
+import os
+
+import numpy as np
+
+import model_export
+from face_iter import decode
+from verification import verify
+
+FIRST = ("lfw", "cfp_fp", "agedb_30", "calfw", "cplfw")
+
+
+class TargetError(ValueError):
+    """A named verification target is missing (one-line message)."""
+
+
+def find_targets(data_dir, names):
+    """[(name, path)] of the .bin files to verify on."""
+    found = {f[:-4]: os.path.join(data_dir, f) for f in os.listdir(data_dir) if f.endswith(".bin")}
+    if names:
+        missing = [n for n in names if n not in found]
+        if missing:
+            raise TargetError(f"--target {','.join(missing)}: no {missing[0]}.bin in {data_dir} "
+                              f"(found: {', '.join(sorted(found)) or 'none'})")
+        return [(n, found[n]) for n in names]
+    order = [n for n in FIRST if n in found] + sorted(n for n in found if n not in FIRST)
+    return [(n, found[n]) for n in order]
+
+
+def read_labels(data_dir, num_classes):
+    """Identity names from data_dir/labels.txt (line i = identity i), else the ids as text."""
+    path = os.path.join(data_dir, "labels.txt")
+    names = []
+    if os.path.isfile(path):
+        with open(path, encoding="utf-8") as f:
+            names = [line.strip() for line in f if line.strip()]
+    return names + [str(i) for i in range(len(names), num_classes)]
+
+
+def embedder(net, ctx):
+    """Function: uint8 NHWC RGB batch -> float32 numpy embeddings (no autograd)."""
+    import mxnet as mx
+
+    def embed(images):
+        x = mx.nd.array(np.asarray(images).transpose(0, 3, 1, 2), ctx=ctx, dtype="float32")
+        return net(x).asnumpy()
+    return embed
+
+
+def normalize(x):
+    x = np.asarray(x, np.float64)
+    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+
+
+def flip_embed(embed, images):
+    """L2-normalised sum of the embeddings of images and their mirror images."""
+    return normalize(embed(images) + embed(images[:, :, ::-1]))
+
+
+def log_result(log, name, tag, r):
+    log.info("[%s][%s]XNorm: %f", name, tag, r["xnorm"])
+    log.info("[%s][%s]Accuracy-Flip: %1.5f+-%1.5f", name, tag, r["accuracy"], r["accuracy_std"])
+    log.info("[%s][%s]VAL@FAR=%g: %1.5f+-%1.5f (FAR %1.5f)", name, tag, r.get("far_target", 1e-3),
+             r["val"], r["val_std"], r["far"])
+    log.info("[%s][%s]Threshold: %1.4f (cosine %1.4f)", name, tag, r["threshold"],
+             1 - r["threshold"] / 2)
+
+
+def build_gallery(rec, embed, image_size, per_identity, labels, batch_size=64):
+    """(C x D float32 embeddings, [label]) over the identities of rec that have images."""
+    rows, names = [], []
+    for ident, keys in rec.identities:
+        keys = keys[:per_identity]
+        if not keys:
+            continue
+        images = np.stack([decode(rec.read(k)[1], image_size, f"record {k}") for k in keys])
+        emb = np.concatenate([flip_embed(embed, images[i:i + batch_size])
+                              for i in range(0, len(images), batch_size)])
+        rows.append(normalize(emb.mean(axis=0)))
+        names.append(labels[ident] if ident < len(labels) else str(ident))
+    return np.asarray(rows, np.float32), names
+
+
+class Verifier:
+    """``verifier(batch, epoch)`` verifies the network on every target (blocking), logs the
+    lines, records them in metrics.json and keeps the best weights by the first target's
+    accuracy (ties: the later one) in ``best_params`` (``arg:``/``aux:`` keys) and in the
+    ``<best_prefix>-0000.params`` checkpoint.  ``record=False`` only logs (final check).
+    Returns {target: verify() result}.
+    """
+
+    def __init__(self, targets, net, ctx, batch_size, metrics, best_prefix, log):
+        self.targets, self.net, self.batch_size = targets, net, batch_size
+        self.embed = embedder(net, ctx)
+        self.metrics, self.best_prefix, self.log = metrics, best_prefix, log
+        self.best_accuracy, self.best_params = -1.0, None
+
+    def __call__(self, batch, epoch, record=True):
+        results = {}
+        for name, images, issame in self.targets:
+            results[name] = r = verify(self.embed, images, issame, self.batch_size)
+            log_result(self.log, name, batch, r)
+            if record:
+                self.metrics.add_verification(name, batch, epoch, r)
+        first = self.targets[0][0] if self.targets else None
+        if record and first and results[first]["accuracy"] >= self.best_accuracy:
+            self.best_accuracy = results[first]["accuracy"]
+            symbol, self.best_params = model_export.network_params(self.net)
+            path = model_export.save_checkpoint(self.best_prefix, 0, symbol, self.best_params)
+            self.metrics.set_best({"target": first, "accuracy": self.best_accuracy, "batch": batch,
+                                   "epoch": epoch, "checkpoint": os.path.basename(path)})
+            self.log.info("[%s][%s]Accuracy-Highest: %1.5f (saved %s)", first, batch,
+                          self.best_accuracy, os.path.basename(path))
+        return results
+
+    def restore_best(self):
+        """Put the best weights (if any verification ran) back into the network."""
+        if self.best_params is not None:
+            model_export.set_network_params(
+                self.net, {k.partition(":")[2]: v for k, v in self.best_params.items()},
+                "best checkpoint")

@@ -1,0 +1,135 @@
+"""Checkpoints of the embedding network and the ModelArts model package ``model/``.
+
+Checkpoints (insightface ``ckpt_embedding``: the embedding network only, no fc7):
+``<prefix>-symbol.json`` + ``<prefix>-%04d.params`` with ``arg:``/``aux:`` keys, the format
+of ``mx.model.save_checkpoint`` (loadable by ``mx.model.load_checkpoint`` and Module).
+
+Package (``export_package``), built in a temporary folder and renamed into place::
+
+    model/model-symbol.json, model/model-0000.params   embedding network: data -> N x emb
+    model/face.json        {"image_size": [H, W], "data_name": "data", "prefix": "model",
+                            "epoch": 0, "emb_size", "flip": true, "threshold": cosine,
+                            "threshold_source", "network", "loss", "verification": {...}}
+    model/gallery.npz      optional: "embeddings" C x emb (L2-normalised mean of each
+                           identity's flip-summed embeddings), "labels" C names
+    model/customize_service.py, model/config.json   from inference/face_recognition/
+
+The service calls two faces the same person when the cosine of their flip-summed,
+normalised embeddings exceeds ``threshold``.
+"""
+import os
+import shutil
+import tempfile
+
+from face_metrics import write_json_atomic
+
+INFERENCE_FILES = ("customize_service.py", "config.json")
+
+
+class ExportError(ValueError):
+    """The inference files cannot be found (one-line message)."""
+
+
+def find_inference_dir(explicit, code_dir):
+    """Folder holding customize_service.py and config.json, or ExportError."""
+    candidates = [explicit] if explicit else [
+        code_dir, os.path.join(code_dir, "..", "..", "inference", "face_recognition")]
+    for folder in candidates:
+        if all(os.path.isfile(os.path.join(folder, f)) for f in INFERENCE_FILES):
+            return os.path.abspath(folder)
+    where = explicit or " or ".join(os.path.abspath(c) for c in candidates)
+    raise ExportError(f"customize_service.py and config.json not found in {where}; copy "
+                      f"them next to train.py, pass --inference_dir, or --export_model=False")
+
+
+def network_params(net):
+    """(symbol, {"arg:name"|"aux:name": CPU NDArray}) of a Gluon embedding network."""
+    import mxnet as mx
+    symbol = net(mx.sym.var("data"))
+    aux = set(symbol.list_auxiliary_states())
+    params = {("aux:" if name in aux else "arg:") + name: p.data(p.list_ctx()[0]).copyto(mx.cpu())
+              for name, p in net.collect_params().items()}
+    return symbol, params
+
+
+def save_checkpoint(prefix, epoch, symbol, params):
+    """Write prefix-symbol.json and prefix-%04d.params atomically; return the params path."""
+    import mxnet as mx
+    path = "%s-%04d.params" % (prefix, epoch)
+    for target, write in ((prefix + "-symbol.json", symbol.save),
+                          (path, lambda p: mx.nd.save(p, params))):
+        tmp = f"{target}.tmp-{os.getpid()}"
+        write(tmp)
+        os.replace(tmp, target)
+    return path
+
+
+def load_params(prefix, epoch, also_in=None):
+    """{name: NDArray} (arg:/aux: stripped) of checkpoint prefix/epoch, or ValueError.
+
+    A relative prefix not found as given is also looked up inside folder `also_in`.
+    """
+    import mxnet as mx
+    path = "%s-%04d.params" % (prefix, epoch)
+    if not os.path.isfile(path) and also_in and not os.path.isabs(prefix):
+        path = os.path.join(also_in, path)
+    if not os.path.isfile(path):
+        where = f" (also looked in {also_in})" if also_in else ""
+        raise ValueError(f"{prefix}-{epoch:04d}.params not found{where}; pass 'prefix,epoch' "
+                         f"of an existing checkpoint")
+    try:
+        loaded = mx.nd.load(path)
+    except mx.base.MXNetError as e:
+        raise ValueError(f"cannot read {path} ({str(e).splitlines()[0]})") from None
+    return {k.partition(":")[2] or k: v for k, v in loaded.items()}
+
+
+def set_network_params(net, loaded, what):
+    """Copy `loaded` into the (initialised) Gluon net; ValueError when they do not fit.
+
+    Names the net lacks (e.g. fc7 of a classification checkpoint) are ignored.
+    """
+    params = net.collect_params()
+    missing = [n for n in params if n not in loaded]
+    wrong = [n for n in params if n in loaded and tuple(loaded[n].shape) != params[n].shape]
+    if missing or wrong:
+        example = (wrong or missing)[0]
+        raise ValueError(f"{what} does not fit this network ({len(wrong)} shape mismatches, "
+                         f"{len(missing)} missing parameters, e.g. {example}): use the same "
+                         f"--network, --num_layers/--net_units, --width_mult and --emb_size")
+    for name, p in params.items():
+        p.set_data(loaded[name])
+
+
+def export_package(train_url, symbol, params, face_info, gallery, inference_dir):
+    """Write train_url/model/ (see the module docstring); return its path.
+
+    gallery: None or (embeddings C x D float32, labels [C]).
+    """
+    import mxnet as mx
+    import numpy as np
+    final = os.path.join(train_url, "model")
+    tmp = tempfile.mkdtemp(prefix=".model-tmp-", dir=train_url)
+    try:
+        symbol.save(os.path.join(tmp, "model-symbol.json"))
+        mx.nd.save(os.path.join(tmp, "model-0000.params"), params)
+        write_json_atomic(os.path.join(tmp, "face.json"),
+                          dict(face_info, prefix="model", epoch=0, data_name="data", flip=True))
+        if gallery is not None:
+            embeddings, labels = gallery
+            with open(os.path.join(tmp, "gallery.npz"), "wb") as f:
+                np.savez(f, embeddings=np.asarray(embeddings, np.float32),
+                         labels=np.asarray(labels, dtype=str))
+        for name in INFERENCE_FILES:
+            shutil.copyfile(os.path.join(inference_dir, name), os.path.join(tmp, name))
+        old = None
+        if os.path.exists(final):  # keep the old package until the new one is in place
+            old = final + f".old-{os.getpid()}"
+            os.rename(final, old)
+        os.rename(tmp, final)
+        if old:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final
