@@ -264,7 +264,10 @@ def train(args, sync_out):
     started = time.time()
     if begin_epoch < args.num_epochs:
         mod.fit(train_iter, eval_data=val_iter, eval_metric="acc",
-                validation_metric=val_metric, kvstore=kv, optimizer="sgd",
+                validation_metric=val_metric, optimizer="sgd",
+                # A KVStore object makes Module.fit update through it even on one device
+                # (~17% slower here); by name, a single-device 'local' store updates in place.
+                kvstore=kv if "dist" in kv.type else kv.type,
                 optimizer_params=optimizer_params(args, epoch_size, begin_epoch),
                 initializer=mx.init.Xavier(rnd_type="gaussian", factor_type="in", magnitude=2),
                 arg_params=arg_params, aux_params=aux_params, allow_missing=True,
