@@ -12,7 +12,8 @@
   ``_preprocess`` fails gets its own error; a failing ``_inference`` fails the batch.
 * ``warm_up() -> (status, note)``: one synthetic request (a grey JPEG of the signature's
   HxW for image signatures; else a forward pass on zeros for the default ``_inference``).
-* Errors: ``ValueError`` or an image-decoding error in ``_preprocess`` -> 400
+* Errors: ``ValueError``, ``KeyError`` (an input the request lacks) or an image-decoding
+  error in ``_preprocess`` -> 400
   ``INVALID_INPUT``; anything else -> 500 ``HANDLER_ERROR`` (``Type: message``, traceback
   to stderr). Timings: seconds per stage (``protocol.STAGES``). Data is never logged.
 """
@@ -61,8 +62,12 @@ def to_service_input(payload, style: str, input_names: list[str]):
 def _error(exc: BaseException, stage: str | None) -> tuple[int, bytes]:
     msg = f"{type(exc).__name__}: {exc}"
     names = {f"{c.__module__}.{c.__qualname__}" for c in type(exc).__mro__}
-    if (stage or getattr(exc, "mms_stage", None)) == "preprocess" and \
-            (isinstance(exc, ValueError) or names & _DECODE_ERRORS):
+    preprocess = (stage or getattr(exc, "mms_stage", None)) == "preprocess"
+    if preprocess and isinstance(exc, KeyError):   # the service looked for an input the request lacks
+        msg = f"the request has no input {exc} (send it as a multipart field or a JSON key of that name)"
+        print(f"worker {os.getpid()}: rejected input: {msg}", file=sys.stderr, flush=True)
+        return 400, protocol.error_body(protocol.INVALID_INPUT, msg)
+    if preprocess and (isinstance(exc, ValueError) or names & _DECODE_ERRORS):
         print(f"worker {os.getpid()}: rejected input: {msg}", file=sys.stderr, flush=True)
         return 400, protocol.error_body(protocol.INVALID_INPUT, msg)
     traceback.print_exception(exc, file=sys.stderr)
