@@ -87,6 +87,10 @@ def cmd_run(args) -> int:
                              resume=args.resume, strict=args.strict)
     if args.keep:
         pipeline.plan = _replace_teardown(pipeline.plan, "never")
+    if not args.resume:
+        for run_id in _unfinished_runs(pipeline.ledger, pipeline.plan.pipeline):
+            console.print(f"note: run {run_id} of this pipeline did not finish and left resources: "
+                          f"`run {args.pipeline} --resume {run_id}` continues it, `cleanup --run {run_id}` removes them")
     code = 0
     try:
         with display if not args.json else _Null():
@@ -105,6 +109,13 @@ def cmd_run(args) -> int:
     else:
         summary(console, report)
     return code
+
+
+def _unfinished_runs(ledger, pipeline: str) -> list[str]:
+    """Runs of ``pipeline`` whose process is gone but whose resources are not (newest first)."""
+    from .reconcile import owner_alive
+    return [r.run_id for r in ledger.runs(limit=20) if r.pipeline == pipeline and r.status != "cleaned"
+            and not (r.status == "running" and owner_alive(r)) and ledger.live_resources(r.run_id)][:3]
 
 
 def cmd_validate(args) -> int:

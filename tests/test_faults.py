@@ -132,3 +132,11 @@ def test_killed_training_job_restarts_from_its_checkpoint_on_resume(tmp_path):
     resumed = re.findall(r"Resuming from resnet-8-(\d{4})\.params", train_log)
     assert resumed and int(resumed[-1]) >= 3, "the new job continued from a checkpoint of the killed one"
     assert cli("cleanup", cwd=tmp_path).returncode == 0
+
+
+def test_a_new_run_points_at_the_unfinished_one(tmp_path):
+    path, run_id = killed_run(tmp_path, "deploy:end")
+    result = cli("run", str(path), "--json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert f"--resume {run_id}" in result.stderr and f"cleanup --run {run_id}" in result.stderr
+    assert cli("cleanup", cwd=tmp_path).returncode == 0
