@@ -35,6 +35,8 @@ import tempfile
 import cv2
 import numpy as np
 
+from jobs.data.swap import swap_in
+
 # Order matters: "--classes N" takes the first N.  The first six are the most distinct.
 PATTERNS = ("circle", "square", "triangle", "hstripes", "cross", "ring",
             "checkerboard", "vstripes", "star", "dots")
@@ -219,14 +221,7 @@ def generate(out_dir, classes=6, images_per_class=100, seed=0, min_size=96, max_
                       flush=True)
         with open(os.path.join(tmp, MARKER), "w") as f:
             json.dump(params, f, indent=1)
-        # Swap in: move any previous data set aside first so os.rename cannot fail on it.
-        old = None
-        if os.path.exists(out_dir):
-            old = tempfile.mkdtemp(prefix="." + os.path.basename(out_dir) + ".old-", dir=parent)
-            os.rename(out_dir, os.path.join(old, "d"))
-        os.rename(tmp, out_dir)
-        if old:
-            shutil.rmtree(old, ignore_errors=True)
+        swap_in(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

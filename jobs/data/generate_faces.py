@@ -38,6 +38,7 @@ import cv2
 import numpy as np
 
 from jobs.data import face_bin, face_rec, face_synth
+from jobs.data.swap import swap_in
 
 TRAIN, VERIFY = 0, 1  # roles: separate random streams make the two identity sets disjoint
 
@@ -169,13 +170,7 @@ def generate(out_dir, identities=20, images_per_identity=30, verify_identities=1
         info["src"] = os.path.join(out_dir, "images")  # where it lives after the rename
         with open(os.path.join(packed, "dataset.json"), "w") as f:
             json.dump(info, f, indent=1)
-        old = None  # swap in: move the previous data set aside so the rename cannot fail
-        if os.path.exists(out_dir):
-            old = tempfile.mkdtemp(prefix="." + os.path.basename(out_dir) + ".old-", dir=parent)
-            os.rename(out_dir, os.path.join(old, "d"))
-        os.rename(tmp, out_dir)
-        if old:
-            shutil.rmtree(old, ignore_errors=True)
+        swap_in(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
