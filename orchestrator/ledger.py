@@ -15,16 +15,16 @@ the teardown order.
 from __future__ import annotations
 
 import json
-import re
 import sqlite3
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Iterator
 
 from orchestrator.backends.base import BackendError
 from orchestrator.errors import UserError
+from orchestrator.secret_keys import check_no_secrets
 
 SCHEMA_VERSION = 1
 RUN_STATUSES = ("running", "succeeded", "failed", "interrupted", "cleaned")
@@ -57,37 +57,10 @@ _SCHEMA = (
     "CREATE INDEX IF NOT EXISTS runs_started ON runs (started_at)",
 )
 
-# Key names that would put a secret in the ledger. Long words match anywhere in the
-# name ("obs_secret_key", "AuthToken"); short ones only as a whole word ("sk", "OBS_AK"),
-# so that "task" or "disk" pass.
-_SECRET_WORDS = ("secret", "password", "passwd", "token", "credential", "accesskey", "privatekey", "apikey")
-_SECRET_TOKENS = {"ak", "sk", "pwd"}
-
-
-def _secret_key_name(name: str) -> bool:
-    squashed = re.sub(r"[^a-z0-9]", "", name.lower())
-    words = re.split(r"[^a-z0-9]+", re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name).lower())
-    return any(w in squashed for w in _SECRET_WORDS) or bool(_SECRET_TOKENS.intersection(words))
-
-
-def _check_detail(detail: Any, where: str = "detail") -> None:
-    """Refuse secret-looking keys anywhere in ``detail`` (nested dicts and lists too)."""
-    if isinstance(detail, dict):
-        for key, value in detail.items():
-            if not isinstance(key, str):
-                raise ValueError(f"ledger {where} keys must be strings, got {key!r}")
-            if _secret_key_name(key):
-                raise ValueError(f"ledger {where}.{key}: looks like a secret; secrets never reach the ledger")
-            _check_detail(value, f"{where}.{key}")
-    elif isinstance(detail, (list, tuple)):
-        for i, value in enumerate(detail):
-            _check_detail(value, f"{where}[{i}]")
-
-
 def _encode_detail(detail: dict) -> str:
     if not isinstance(detail, dict):
         raise ValueError(f"ledger detail must be a dict, got {type(detail).__name__}")
-    _check_detail(detail)
+    check_no_secrets(detail)
     try:
         return json.dumps(detail, sort_keys=True)
     except (TypeError, ValueError) as e:

@@ -8,10 +8,10 @@ import secrets
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from .backends.base import JobSpec, ModelSpec, ServiceConfig, ServiceSpec
 from .errors import UserError
+from .notes import backend_notes
 from .stepkeys import step_keys
 from .yamlsource import line_of, load_with_lines
 from .spec import ConfigSpec, FaceGenerateSpec, GenerateSpec, PipelineSpec, TeardownSection
@@ -165,7 +165,7 @@ def build_plan(spec: PipelineSpec, config: ConfigSpec, *, spec_path: Path, confi
     if prof.backend == "modelarts" and spec.service.ttl and spec.service.ttl > 7 * 86400:
         raise UserError(f"service.ttl {spec.service.ttl / 86400:.1f} days is longer than ModelArts' auto-stop allows "
                         "(1 minute to 7 days)", where=_where(spec_path, "service.ttl"), hint="use at most 7d")
-    info, emulated = _backend_notes(spec, config, prof, job)
+    info, emulated = backend_notes(spec, config, prof, job)
     if strict and emulated:
         raise UserError(f"--strict: profile '{profile_name}' would not run this pipeline as written:\n  - "
                         + "\n  - ".join(emulated), where=str(spec_path),
@@ -224,52 +224,6 @@ def _steps(spec, data: DataPlan, job: JobSpec, model: ModelSpec, service: Servic
         Step("teardown", "Tear down", (f"when: {spec.teardown.when}; deletes service, model, job, "
                                        f"objects under obs://{spec.bucket}/{spec.name}/<run>/ and temporary folders",)),
     )
-
-
-def _local_notes(config: ConfigSpec, flavor: str, what: str) -> list[str]:
-    known = config.flavors.get(flavor)
-    if known is None:
-        return [f"{what} flavour '{flavor}' is not in config.json's flavors; it runs on this machine's CPU"]
-    if known.gpus:
-        return [f"{what} flavour '{flavor}' ({known.gpus} x {known.gpu_type or 'GPU'}) is emulated on the CPU: "
-                f"the local backend is CPU-only (MXNet 1.9.1 CUDA wheels have no kernels for current GPUs)"]
-    return [f"{what} flavour '{flavor}' ({known.cpus} vCPU) runs on this machine's {os.cpu_count()} CPU cores"]
-
-
-def _backend_notes(spec: PipelineSpec, config: ConfigSpec, prof, job: JobSpec) -> tuple[list[str], list[str]]:
-    """(information, settings emulated or ignored by this profile). The real cloud runs
-    flavours, nodes and runtimes as written; the local backend and the emulator (a
-    ModelArts endpoint on this machine) run everything on this machine's CPU."""
-    flavors = ((job.flavor, "training"), (spec.service.flavor, "service"))
-    if prof.backend == "modelarts" and not _on_this_machine(prof.endpoints()[0]):
-        return [f"{what} flavour '{f}' is not in config.json's flavors; ModelArts checks it on creation"
-                for f, what in flavors if f not in config.flavors], []
-    info, emulated = [], []
-    for flavor, what in flavors:
-        known = config.flavors.get(flavor)
-        (emulated if known is None or known.gpus else info).extend(_local_notes(config, flavor, what))
-    emulated += _distributed_notes(job)
-    if "runtime" in spec.model.model_fields_set:
-        emulated.append(f"model.runtime '{spec.model.runtime}' is emulated: the predictor runs on this machine's Python "
-                        "with the MXNet runtime's compatibility layer (a package whose config.json says python2.7 "
-                        "loads in the Python 2.7 compatibility mode)")
-    if prof.backend == "modelarts":
-        info.insert(0, f"ModelArts endpoint {prof.endpoints()[0]} is on this machine (the emulator): jobs and services "
-                       "run here, through the real SDKs and wire protocols")
-    return info, emulated
-
-
-def _on_this_machine(url: str) -> bool:
-    host = (urlsplit(url).hostname or "").lower()
-    return host in ("localhost", "::1") or host.startswith("127.")
-
-
-def _distributed_notes(job: JobSpec) -> list[str]:
-    n = job.instance_count
-    if n == 1:
-        return []
-    return [f"training on {n} emulated nodes: {n} workers + {n} servers + scheduler on loopback (dist_sync), "
-            f"sharing this machine's {os.cpu_count()} CPU cores"]
 
 
 def _where(spec_path: Path, key: str) -> str:

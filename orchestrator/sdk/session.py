@@ -10,7 +10,8 @@ import psutil
 from .. import factory
 from ..errors import StepFailed, UserError
 from ..ledger import LIVE_STATES
-from ..plan import _local_notes, new_run_id
+from ..notes import local_notes
+from ..plan import new_run_id
 from ..reconcile import teardown_run
 from ..signals import signals_deferred
 from . import checks
@@ -186,7 +187,7 @@ class Session:
     def flavour(self, value, arg: str, what: str) -> str:
         checks.flavour(value, arg, self.config.flavors)
         if self.backend.name == "local":
-            for note in _local_notes(self.config, value, what):
+            for note in local_notes(self.config, value, what):
                 self.say("note: " + note)
         return value
 

@@ -1,0 +1,56 @@
+"""What a plan says about where things run: flavours emulated on this machine's CPU,
+emulated nodes, ignored runtimes, and the cloud endpoint in use."""
+
+from __future__ import annotations
+
+import os
+from urllib.parse import urlsplit
+
+from .backends.base import JobSpec
+from .spec import ConfigSpec, PipelineSpec
+
+
+def local_notes(config: ConfigSpec, flavor: str, what: str) -> list[str]:
+    known = config.flavors.get(flavor)
+    if known is None:
+        return [f"{what} flavour '{flavor}' is not in config.json's flavors; it runs on this machine's CPU"]
+    if known.gpus:
+        return [f"{what} flavour '{flavor}' ({known.gpus} x {known.gpu_type or 'GPU'}) is emulated on the CPU: "
+                f"the local backend is CPU-only (MXNet 1.9.1 CUDA wheels have no kernels for current GPUs)"]
+    return [f"{what} flavour '{flavor}' ({known.cpus} vCPU) runs on this machine's {os.cpu_count()} CPU cores"]
+
+
+def backend_notes(spec: PipelineSpec, config: ConfigSpec, prof, job: JobSpec) -> tuple[list[str], list[str]]:
+    """(information, settings emulated or ignored by this profile). The real cloud runs
+    flavours, nodes and runtimes as written; the local backend and the emulator (a
+    ModelArts endpoint on this machine) run everything on this machine's CPU."""
+    flavors = ((job.flavor, "training"), (spec.service.flavor, "service"))
+    if prof.backend == "modelarts" and not _on_this_machine(prof.endpoints()[0]):
+        return [f"{what} flavour '{f}' is not in config.json's flavors; ModelArts checks it on creation"
+                for f, what in flavors if f not in config.flavors], []
+    info, emulated = [], []
+    for flavor, what in flavors:
+        known = config.flavors.get(flavor)
+        (emulated if known is None or known.gpus else info).extend(local_notes(config, flavor, what))
+    emulated += _distributed_notes(job)
+    if "runtime" in spec.model.model_fields_set:
+        emulated.append(f"model.runtime '{spec.model.runtime}' is emulated: the predictor runs on this machine's Python "
+                        "with the MXNet runtime's compatibility layer (a package whose config.json says python2.7 "
+                        "loads in the Python 2.7 compatibility mode)")
+    if prof.backend == "modelarts":
+        info.insert(0, f"ModelArts endpoint {prof.endpoints()[0]} is on this machine (the emulator): jobs and services "
+                       "run here, through the real SDKs and wire protocols")
+    return info, emulated
+
+
+def _on_this_machine(url: str) -> bool:
+    host = (urlsplit(url).hostname or "").lower()
+    return host in ("localhost", "::1") or host.startswith("127.")
+
+
+def _distributed_notes(job: JobSpec) -> list[str]:
+    n = job.instance_count
+    if n == 1:
+        return []
+    return [f"training on {n} emulated nodes: {n} workers + {n} servers + scheduler on loopback (dist_sync), "
+            f"sharing this machine's {os.cpu_count()} CPU cores"]
