@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Iterator
 
 from orchestrator.backends.base import BackendError
+from orchestrator import sqlite_wal
 from orchestrator.errors import UserError
 from orchestrator.secret_keys import check_no_secrets
 
@@ -145,18 +146,7 @@ class Ledger:
             con.close()
 
     def _init_schema(self) -> None:
-        for attempt in range(100):  # two processes creating the file at once: one waits
-            try:
-                con = sqlite3.connect(self.path, timeout=10.0, isolation_level=None)
-                try:
-                    con.execute("PRAGMA journal_mode = WAL")
-                finally:
-                    con.close()
-                break
-            except sqlite3.OperationalError as e:
-                if "locked" not in str(e) or attempt == 99:
-                    raise
-                time.sleep(0.05)
+        sqlite_wal.connect(self.path, isolation_level=None).close()   # WAL is a property of the file
         with self._tx(write=True) as con:
             for statement in _SCHEMA:
                 con.execute(statement)

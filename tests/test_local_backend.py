@@ -111,3 +111,26 @@ def test_run_prefixes_and_temp_dirs_are_listed_by_run_id(backend):
     assert not any("not-a-run" in r.id for r in backend.list_resources())
     with pytest.raises(BackendError, match="refusing"):
         backend.delete_resource(Resource("temp_dir", "/etc", "/etc", RUN))
+
+
+def test_many_processes_opening_a_new_root_at_once(tmp_path):
+    """Pipelines started together all create the SQLite files: switching a new file to WAL
+    says 'database is locked' at once to the others (no busy wait), which must not fail them."""
+    import subprocess
+    import sys
+    import time
+
+    go = tmp_path / "go"
+    code = ("import os, sys, time; from pathlib import Path; from orchestrator.backends.local.backend import LocalBackend; "
+            "from orchestrator.ledger import Ledger\n"
+            "while not os.path.exists(sys.argv[2]): time.sleep(0.001)\n"
+            "b = LocalBackend(Path(sys.argv[1])); Ledger(b.root / 'ledger.sqlite'); b.storage.list('obs://bucket-x/')")
+    for attempt in range(3):
+        root = tmp_path / f"root{attempt}"
+        procs = [subprocess.Popen([sys.executable, "-c", code, str(root), str(go)], stderr=subprocess.PIPE, text=True)
+                 for _ in range(8)]
+        time.sleep(2.0)                       # every process imported and waiting
+        go.touch()
+        errors = [p.communicate(timeout=120)[1] for p in procs if p.wait(timeout=120) != 0]
+        go.unlink()
+        assert errors == []

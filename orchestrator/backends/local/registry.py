@@ -17,6 +17,7 @@ import uuid
 from contextlib import closing
 from pathlib import Path
 
+from ... import sqlite_wal
 from ..base import BackendError, ModelRef, ModelSpec, Resource
 from .storage import LocalObjectStore
 
@@ -62,9 +63,7 @@ class Registry:
             con.execute(SCHEMA)
 
     def _connect(self) -> sqlite3.Connection:
-        con = sqlite3.connect(self.db, timeout=10)
-        con.execute("PRAGMA journal_mode=WAL")
-        return con
+        return sqlite_wal.connect(self.db)
 
     def import_model(self, spec: ModelSpec) -> ModelRef:
         model_id = uuid.uuid4().hex

@@ -12,12 +12,12 @@ import os
 import re
 import sqlite3
 import tempfile
-import time
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Callable, Iterator
 
 from orchestrator.backends.base import BackendError, TransferStats
+from orchestrator import sqlite_wal
 from orchestrator.errors import UserError
 
 Progress = Callable[[int, int, str], None]
@@ -169,19 +169,11 @@ class LocalObjectStore:
     @contextmanager
     def _db(self) -> Iterator[sqlite3.Connection]:
         self.base.mkdir(parents=True, exist_ok=True)
-        con = sqlite3.connect(self.manifest_path, timeout=30.0, isolation_level=None)
+        con = sqlite_wal.connect(self.manifest_path, timeout=30.0, isolation_level=None)
         try:
-            for attempt in range(50):  # switching to WAL can report 'locked' without waiting
-                try:
-                    con.execute("PRAGMA journal_mode=WAL")
-                    con.execute("CREATE TABLE IF NOT EXISTS objects(bucket TEXT NOT NULL, key TEXT NOT NULL,"
-                                " size INTEGER NOT NULL, sha256 TEXT NOT NULL, mtime REAL NOT NULL,"
-                                " PRIMARY KEY (bucket, key))")
-                    break
-                except sqlite3.OperationalError as e:
-                    if "locked" not in str(e) or attempt == 49:
-                        raise
-                    time.sleep(0.05)
+            con.execute("CREATE TABLE IF NOT EXISTS objects(bucket TEXT NOT NULL, key TEXT NOT NULL,"
+                        " size INTEGER NOT NULL, sha256 TEXT NOT NULL, mtime REAL NOT NULL,"
+                        " PRIMARY KEY (bucket, key))")
             yield con
         finally:
             con.close()
