@@ -103,3 +103,15 @@ def test_json_schema_export_describes_every_section():
     schema = pipeline_json_schema()
     assert {"data", "train", "model", "service", "predict", "teardown"} <= set(schema["properties"])
     assert schema["additionalProperties"] is False
+
+
+def test_committed_schema_is_up_to_date():
+    """docs/pipeline.schema.json is what editors use: regenerate it with
+    `python -m orchestrator schema --output docs/pipeline.schema.json` after changing spec.py."""
+    import json
+    from pathlib import Path
+
+    from orchestrator.spec import pipeline_json_schema
+
+    committed = json.loads((Path(__file__).resolve().parents[1] / "docs" / "pipeline.schema.json").read_text())
+    assert committed == pipeline_json_schema()
