@@ -83,21 +83,21 @@ def test_two_pipelines_at_once_do_not_collide(tmp_path):
     procs = [subprocess.Popen([sys.executable, "-m", "orchestrator", "run", str(path), "--json", "--keep"],
                               cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for _ in range(2)]
-    reports = []
-    for proc in procs:
-        out, err = proc.communicate(timeout=300)
-        assert proc.returncode == 0, err[-2000:]
-        reports.append(json.loads(out))
-    ids = {r["run_id"] for r in reports}
-    urls = {r["steps"]["deploy"]["url"] for r in reports}
-    assert len(ids) == 2 and len(urls) == 2, "run ids and ports differ"
-    ledger = Ledger(tmp_path / "state" / "ledger.sqlite")
-    for run_id in ids:
-        names = {r.name for r in ledger.resources(run_id)}
-        assert all(run_id in n for n in names), names
-    # both services answer, each with its own model
-    for report in reports:
-        assert report["steps"]["predict"]["errors"] == 0
-    assert cli("cleanup", cwd=tmp_path).returncode == 0
+    try:
+        outputs = [proc.communicate(timeout=300) for proc in procs]
+        for proc, (_, err) in zip(procs, outputs):
+            assert proc.returncode == 0, err[-2000:]
+        reports = [json.loads(out) for out, _ in outputs]
+        ids = {r["run_id"] for r in reports}
+        urls = {r["steps"]["deploy"]["url"] for r in reports}
+        assert len(ids) == 2 and len(urls) == 2, "run ids and ports differ"
+        ledger = Ledger(tmp_path / "state" / "ledger.sqlite")
+        for run_id in ids:
+            names = {r.name for r in ledger.resources(run_id)}
+            assert all(run_id in n for n in names), names
+        for report in reports:                # both services answered, each with its own model
+            assert report["steps"]["predict"]["errors"] == 0
+    finally:                                  # --keep left the services up, whatever happened
+        assert cli("cleanup", cwd=tmp_path).returncode == 0
     assert LocalBackend(tmp_path / "state").list_resources() == []
     assert processes_under(tmp_path / "state") == []
