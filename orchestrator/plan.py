@@ -27,7 +27,7 @@ TASK_DEFAULTS = {
 # shared.py): shipped next to its boot file, since ModelArts gets only the code folder.
 SHARED_FILES = {
     "jobs/face_recognition": ("jobs/data/face_rec_reader.py", "jobs/data/face_bin.py",
-                              "jobs/image_classification/storage.py"),
+                              "jobs/image_classification/storage.py", "jobs/image_classification/job_common.py"),
 }
 STEPS = ("prepare", "upload", "train", "import_model", "deploy", "predict", "teardown")
 

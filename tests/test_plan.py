@@ -109,5 +109,6 @@ def test_face_task_defaults_and_shared_modules_ship_with_the_code(tmp_path):
     assert plan.job.code_dir == str(REPO / "jobs" / "face_recognition")
     assert plan.model.model_algorithm == "face_recognition"
     staged = stage_code(plan.job.code_dir, plan.job.include_dirs, tmp_path / "code")
-    for name in ("train.py", "face_rec_reader.py", "face_bin.py", "storage.py", "customize_service.py"):
+    for name in ("train.py", "face_rec_reader.py", "face_bin.py", "storage.py", "job_common.py",
+                 "customize_service.py"):
         assert (staged / name).is_file(), name

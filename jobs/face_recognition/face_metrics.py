@@ -18,17 +18,11 @@ Layout::
 ``batch`` is the global batch count; "final" holds the last epoch's training numbers and
 the verification of the exported weights (the best checkpoint when there was one).
 """
-import json
-import os
 
+import shared
+
+write_json_atomic = shared.load("job_common").write_json_atomic
 KEYS = ("accuracy", "accuracy_std", "val", "val_std", "far", "xnorm", "threshold")
-
-
-def write_json_atomic(path, obj):
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=1)
-    os.replace(tmp, path)
 
 
 class FaceMetrics:

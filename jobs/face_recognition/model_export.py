@@ -18,28 +18,17 @@ The service calls two faces the same person when the cosine of their flip-summed
 normalised embeddings exceeds ``threshold``.
 """
 import os
-import shutil
-import tempfile
 
-from face_metrics import write_json_atomic
+import shared
 
-INFERENCE_FILES = ("customize_service.py", "config.json")
-
-
-class ExportError(ValueError):
-    """The inference files cannot be found (one-line message)."""
+_common = shared.load("job_common")
+ExportError, write_json_atomic, write_package = (_common.ExportError, _common.write_json_atomic,
+                                                 _common.write_package)
 
 
 def find_inference_dir(explicit, code_dir):
     """Folder holding customize_service.py and config.json, or ExportError."""
-    candidates = [explicit] if explicit else [
-        code_dir, os.path.join(code_dir, "..", "..", "inference", "face_recognition")]
-    for folder in candidates:
-        if all(os.path.isfile(os.path.join(folder, f)) for f in INFERENCE_FILES):
-            return os.path.abspath(folder)
-    where = explicit or " or ".join(os.path.abspath(c) for c in candidates)
-    raise ExportError(f"customize_service.py and config.json not found in {where}; copy "
-                      f"them next to train.py, pass --inference_dir, or --export_model=False")
+    return _common.find_inference_dir(explicit, code_dir, "face_recognition")
 
 
 def network_params(net):
@@ -108,9 +97,8 @@ def export_package(train_url, symbol, params, face_info, gallery, inference_dir)
     """
     import mxnet as mx
     import numpy as np
-    final = os.path.join(train_url, "model")
-    tmp = tempfile.mkdtemp(prefix=".model-tmp-", dir=train_url)
-    try:
+
+    def fill(tmp):
         symbol.save(os.path.join(tmp, "model-symbol.json"))
         mx.nd.save(os.path.join(tmp, "model-0000.params"), params)
         write_json_atomic(os.path.join(tmp, "face.json"),
@@ -120,16 +108,5 @@ def export_package(train_url, symbol, params, face_info, gallery, inference_dir)
             with open(os.path.join(tmp, "gallery.npz"), "wb") as f:
                 np.savez(f, embeddings=np.asarray(embeddings, np.float32),
                          labels=np.asarray(labels, dtype=str))
-        for name in INFERENCE_FILES:
-            shutil.copyfile(os.path.join(inference_dir, name), os.path.join(tmp, name))
-        old = None
-        if os.path.exists(final):  # keep the old package until the new one is in place
-            old = final + f".old-{os.getpid()}"
-            os.rename(final, old)
-        os.rename(tmp, final)
-        if old:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return final
+
+    return write_package(train_url, inference_dir, fill)

@@ -58,6 +58,8 @@ import shared  # noqa: E402
 import train_args  # noqa: E402
 import triplet  # noqa: E402
 
+job_common = shared.load("job_common")
+
 log = logging.getLogger("train")
 DEFAULT_THRESHOLD = 0.38  # cosine; insightface's usual LFW squared-distance threshold ~1.24
 CROSS_ENTROPY = gluon.loss.SoftmaxCrossEntropyLoss()
@@ -67,34 +69,6 @@ SHARED_ERRORS = ("FaceRecError", "FaceBinError", "StorageError")
 
 class JobError(ValueError):
     """A bad job setup (one-line message, exit code 2)."""
-
-
-def setup_logging():
-    """INFO to stdout (the orchestrator parses it), WARNING and above to stderr."""
-    root = logging.getLogger()
-    root.handlers.clear()
-    root.setLevel(logging.INFO)
-    out = logging.StreamHandler(sys.stdout)
-    out.addFilter(lambda record: record.levelno < logging.WARNING)
-    err = logging.StreamHandler(sys.stderr)
-    err.setLevel(logging.WARNING)
-    for handler in (out, err):
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        root.addHandler(handler)
-
-
-def pick_context(num_gpus):
-    """GPU contexts when asked for and present, else the CPU (with a warning)."""
-    if num_gpus <= 0:
-        return [mx.cpu()]
-    try:
-        available = mx.context.num_gpus()
-    except mx.base.MXNetError:
-        available = 0
-    if available == 0:
-        log.warning("num_gpus=%d requested but no GPU is available: training on the CPU", num_gpus)
-        return [mx.cpu()]
-    return [mx.gpu(i) for i in range(min(num_gpus, available))]
 
 
 def make_metric(loss_name):
@@ -127,7 +101,7 @@ def forward_losses(net, head, xs, ys, args, rng, metric):
 
 
 def main(argv=None):
-    setup_logging()
+    job_common.setup_logging()
     try:
         return run(sys.argv[1:] if argv is None else argv)
     except (train_args.ArgError, model_export.ExportError, evaluation.TargetError,
@@ -174,7 +148,7 @@ def train(args, sync_out):
     os.makedirs(args.train_url, exist_ok=True)
 
     # 2. Network (embedding only; the classification head belongs to a stage).
-    ctxs = pick_context(args.num_gpus)
+    ctxs = job_common.pick_context(args.num_gpus, log)
     mx.random.seed(args.seed)
     np.random.seed(args.seed)
     rng = np.random.default_rng(args.seed)

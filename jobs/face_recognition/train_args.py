@@ -11,8 +11,8 @@ a one-line message.  ``parse`` normalises: ``image_size`` -> (H, W) or None (fro
 ``loss`` -> a name of losses.py / ``triplet``, margins -> ``margin_m1..3`` (None = the
 loss's default), ``pretrained`` -> (prefix, epoch) or None.
 """
-import argparse
 
+import shared
 from losses import CLASSIFICATION_LOSSES
 from triplet import strategy_name
 
@@ -21,34 +21,13 @@ LOSS_TYPES = {0: "softmax", 1: "nsoftmax", 2: "cosface", 4: "arcface", 5: "combi
 LOSSES = CLASSIFICATION_LOSSES + ("triplet",)
 
 
-class ArgError(ValueError):
-    """A bad command-line value (one-line message)."""
-
-
-def str2bool(text):
-    value = str(text).strip().lower()
-    if value in ("1", "true", "yes", "y", "on"):
-        return True
-    if value in ("0", "false", "no", "n", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true/false, got {text!r}")
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        raise ArgError(message)
-
-
-def _add(parser, *names, **kwargs):
-    """--name for every name, plus dashed twins; dest is the first name."""
-    flags = []
-    for name in names:
-        flags += ["--" + name] + (["--" + name.replace("_", "-")] if "_" in name else [])
-    parser.add_argument(*flags, dest=names[0], **kwargs)
+_common = shared.load("job_common")
+ArgError, StrictParser, _add, str2bool = (_common.ArgError, _common.StrictParser, _common.add_arg,
+                                          _common.str2bool)
 
 
 def build_parser():
-    p = _Parser(description="Train a face recognition network (insightface style, MXNet Gluon).",
+    p = StrictParser(description="Train a face recognition network (insightface style, MXNet Gluon).",
                 allow_abbrev=False)
     _add(p, "data_url", "data_dir", required=True,
          help="face .rec folder: train.rec/.idx, property [labels.txt, *.bin pair files]")

@@ -52,6 +52,7 @@ import mxnet as mx  # noqa: E402
 import numpy as np  # noqa: E402
 
 import model_export  # noqa: E402
+from job_common import pick_context, setup_logging  # noqa: E402
 import rec_data  # noqa: E402
 import resnet  # noqa: E402
 import storage  # noqa: E402
@@ -63,35 +64,6 @@ log = logging.getLogger("train")
 
 class JobError(ValueError):
     """A bad job setup (one-line message, exit code 2)."""
-
-
-def setup_logging():
-    """INFO to stdout (the orchestrator parses it), WARNING and above to stderr."""
-    root = logging.getLogger()
-    root.handlers.clear()
-    root.setLevel(logging.INFO)
-    out = logging.StreamHandler(sys.stdout)
-    out.addFilter(lambda record: record.levelno < logging.WARNING)
-    err = logging.StreamHandler(sys.stderr)
-    err.setLevel(logging.WARNING)
-    for handler in (out, err):
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        root.addHandler(handler)
-
-
-def pick_context(num_gpus):
-    """GPU contexts when asked for and present, else the CPU (with a warning)."""
-    if num_gpus <= 0:
-        return [mx.cpu()]
-    try:
-        available = mx.context.num_gpus()
-    except mx.base.MXNetError:
-        available = 0
-    if available == 0:
-        log.warning("num_gpus=%d requested but no GPU is available: training on the CPU",
-                    num_gpus)
-        return [mx.cpu()]
-    return [mx.gpu(i) for i in range(min(num_gpus, available))]
 
 
 def checkpoints(train_url, prefix):
@@ -242,7 +214,7 @@ def train(args, sync_out):
     if dist_sync:
         # Every worker must run the same number of batches or dist_sync hangs at epoch end.
         train_iter = mx.io.ResizeIter(train_iter, epoch_size)
-    mod = mx.mod.Module(symbol, context=pick_context(args.num_gpus))
+    mod = mx.mod.Module(symbol, context=pick_context(args.num_gpus, log))
     writer = kv.rank == 0
     prefix_path = os.path.join(args.train_url, args.model_prefix)
     metrics_path = os.path.join(args.train_url, "metrics.json")

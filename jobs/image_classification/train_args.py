@@ -6,36 +6,14 @@ hyperparameter as ``--name=value``; ``--name value`` and the dashed spelling
 ignore them (the platform adds its own).  Booleans accept true/false/1/0/yes/no.
 Invalid values raise ``ArgError`` with a one-line message.
 """
-import argparse
 import os
 
 
-class ArgError(ValueError):
-    """A bad command-line value (one-line message)."""
-
-
-def str2bool(text):
-    value = str(text).strip().lower()
-    if value in ("1", "true", "yes", "y", "on"):
-        return True
-    if value in ("0", "false", "no", "n", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true/false, got {text!r}")
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # no usage dump + exit inside library code
-        raise ArgError(message)
-
-
-def _add(parser, name, **kwargs):
-    """Add --name plus its dashed twin --na-me when the name has underscores."""
-    flags = ["--" + name] + (["--" + name.replace("_", "-")] if "_" in name else [])
-    parser.add_argument(*flags, dest=name, **kwargs)
+from job_common import ArgError, StrictParser, add_arg as _add, str2bool  # noqa: F401 (ArgError: API)
 
 
 def build_parser():
-    p = _Parser(description="Train a ResNet image classifier on RecordIO data (MXNet Module).",
+    p = StrictParser(description="Train a ResNet image classifier on RecordIO data (MXNet Module).",
                 allow_abbrev=False)
     _add(p, "data_url", required=True, help="folder with train.rec/.idx [val.rec/.idx, "
          "labels.txt, dataset.json]; *_train.rec / *_val.rec names work too")

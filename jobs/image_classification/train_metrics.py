@@ -17,8 +17,9 @@ epoch_end_callback and ``eval_end`` as eval_end_callback; ``after_write()`` (opt
 runs after each rewrite, e.g. to copy train_url to OBS.
 """
 import json
-import os
 import time
+
+from job_common import write_json_atomic
 
 VAL_KEYS = {"accuracy": "val_accuracy", "cross-entropy": "val_cross_entropy"}
 
@@ -30,13 +31,6 @@ def load_epochs(path, before_epoch):
             return [e for e in json.load(f).get("epochs", []) if e.get("epoch", 1e9) < before_epoch]
     except (OSError, ValueError, AttributeError):
         return []
-
-
-def write_json_atomic(path, obj):
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=1)
-    os.replace(tmp, path)
 
 
 class MetricsRecorder:

@@ -1,0 +1,118 @@
+"""What the project's training jobs share: strict argument parsing, logging for the
+orchestrator, the compute context, atomic JSON files and the model package's folder swap.
+
+It lives in this job's folder so that this job stays uploadable on its own; the face job
+loads it through its ``shared.py`` (and the orchestrator ships it next to that job's
+train.py). Imports nothing heavy: mxnet only inside ``pick_context``.
+"""
+import argparse
+import json
+import logging
+import os
+import shutil
+import sys
+import tempfile
+
+INFERENCE_FILES = ("customize_service.py", "config.json")
+
+
+class ArgError(ValueError):
+    """A bad command-line value (one-line message)."""
+
+
+class ExportError(ValueError):
+    """The inference files cannot be found (one-line message)."""
+
+
+class StrictParser(argparse.ArgumentParser):
+    def error(self, message):  # no usage dump + exit inside library code
+        raise ArgError(message)
+
+
+def str2bool(text):
+    value = str(text).strip().lower()
+    if value in ("1", "true", "yes", "y", "on"):
+        return True
+    if value in ("0", "false", "no", "n", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true/false, got {text!r}")
+
+
+def add_arg(parser, *names, **kwargs):
+    """--name for every name, plus its dashed twin (--na-me); dest is the first name."""
+    flags = []
+    for name in names:
+        flags += ["--" + name] + (["--" + name.replace("_", "-")] if "_" in name else [])
+    parser.add_argument(*flags, dest=names[0], **kwargs)
+
+
+def setup_logging():
+    """INFO to stdout (the orchestrator parses it), WARNING and above to stderr."""
+    root = logging.getLogger()
+    root.handlers.clear()
+    root.setLevel(logging.INFO)
+    out = logging.StreamHandler(sys.stdout)
+    out.addFilter(lambda record: record.levelno < logging.WARNING)
+    err = logging.StreamHandler(sys.stderr)
+    err.setLevel(logging.WARNING)
+    for handler in (out, err):
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        root.addHandler(handler)
+
+
+def pick_context(num_gpus, log):
+    """GPU contexts when asked for and present, else the CPU (with a warning)."""
+    import mxnet as mx
+    if num_gpus <= 0:
+        return [mx.cpu()]
+    try:
+        available = mx.context.num_gpus()
+    except mx.base.MXNetError:
+        available = 0
+    if available == 0:
+        log.warning("num_gpus=%d requested but no GPU is available: training on the CPU", num_gpus)
+        return [mx.cpu()]
+    return [mx.gpu(i) for i in range(min(num_gpus, available))]
+
+
+def write_json_atomic(path, obj):
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=1)
+    os.replace(tmp, path)
+
+
+def find_inference_dir(explicit, code_dir, task):
+    """Folder holding customize_service.py and config.json (``explicit``, else next to
+    train.py, else the repository's inference/<task>), or ExportError."""
+    candidates = [explicit] if explicit else [
+        code_dir, os.path.join(code_dir, "..", "..", "inference", task)]
+    for folder in candidates:
+        if all(os.path.isfile(os.path.join(folder, f)) for f in INFERENCE_FILES):
+            return os.path.abspath(folder)
+    where = explicit or " or ".join(os.path.abspath(c) for c in candidates)
+    raise ExportError(f"customize_service.py and config.json not found in {where}; copy "
+                      f"them next to train.py, pass --inference_dir, or --export_model=False")
+
+
+def write_package(train_url, inference_dir, fill):
+    """Build train_url/model/ in a temporary folder (``fill(folder)`` writes the model's
+    own files, the inference files are added) and rename it into place, replacing an older
+    package whole; returns its path."""
+    final = os.path.join(train_url, "model")
+    tmp = tempfile.mkdtemp(prefix=".model-tmp-", dir=train_url)
+    try:
+        fill(tmp)
+        for name in INFERENCE_FILES:
+            shutil.copyfile(os.path.join(inference_dir, name), os.path.join(tmp, name))
+        old = None
+        if os.path.exists(final):  # keep the old package until the new one is in place
+            old = final + f".old-{os.getpid()}"
+            os.rename(final, old)
+        os.rename(tmp, final)
+        if old:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final
