@@ -52,7 +52,7 @@ _SCHEMA = (
         detail TEXT NOT NULL, created_at REAL NOT NULL, updated_at REAL NOT NULL, reason TEXT)""",
     """CREATE TABLE IF NOT EXISTS steps (
         run_id TEXT NOT NULL REFERENCES runs(run_id), step TEXT NOT NULL, key TEXT NOT NULL,
-        outputs TEXT NOT NULL, finished_at REAL NOT NULL, PRIMARY KEY (run_id, step))""",
+        finished_at REAL NOT NULL, PRIMARY KEY (run_id, step))""",
     "CREATE INDEX IF NOT EXISTS resources_run ON resources (run_id)",
     "CREATE INDEX IF NOT EXISTS resources_state ON resources (state)",
     "CREATE INDEX IF NOT EXISTS runs_started ON runs (started_at)",
@@ -182,18 +182,16 @@ class Ledger:
                         "WHERE run_id=?", (owner_pid, float(owner_started), run_id))
         return self.run(run_id)
 
-    def step_succeeded(self, run_id: str, step: str, key: str, outputs: dict) -> None:
+    def step_succeeded(self, run_id: str, step: str, key: str) -> None:
         """Remember that ``step`` finished with inputs hashed to ``key`` (for ``run --resume``)."""
-        encoded = _encode_detail(outputs)
         with self._tx(write=True) as con:
-            con.execute("INSERT OR REPLACE INTO steps VALUES (?,?,?,?,?)", (run_id, step, key, encoded, time.time()))
+            con.execute("INSERT OR REPLACE INTO steps VALUES (?,?,?,?)", (run_id, step, key, time.time()))
 
-    def step_outputs(self, run_id: str, step: str, key: str) -> dict | None:
-        """The outputs of ``step`` if it succeeded with the same ``key``, else None."""
+    def step_done(self, run_id: str, step: str, key: str) -> bool:
+        """Whether ``step`` succeeded in this run with the same ``key``."""
         with self._tx() as con:
-            row = con.execute("SELECT outputs FROM steps WHERE run_id=? AND step=? AND key=?",
-                              (run_id, step, key)).fetchone()
-        return json.loads(row[0]) if row else None
+            return con.execute("SELECT 1 FROM steps WHERE run_id=? AND step=? AND key=?",
+                               (run_id, step, key)).fetchone() is not None
 
     def finish_run(self, run_id: str, status: str) -> None:
         """Set a final status. A running run may end in any; an ended one may only become

@@ -255,7 +255,7 @@ class Pipeline:
                 raise StepFailed(name, str(exc)) from exc
             failpoints.hit(f"{name}:end")
         if name in self.plan.steps_keyed:
-            self.ledger.step_succeeded(self.plan.run_id, name, self.plan.key(name), {})
+            self.ledger.step_succeeded(self.plan.run_id, name, self.plan.key(name))
 
     def _emit(self, kind: str, step: str, message: str = "", **data) -> None:
         self.on_event(Event(kind, step, message, data))

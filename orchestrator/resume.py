@@ -34,7 +34,7 @@ class EarlierAttempt:
         return row.rid if row is not None else self.ledger.intend(self.plan.run_id, kind, name, detail)
 
     def step_done(self, step: str) -> bool:
-        return self.enabled and self.ledger.step_outputs(self.plan.run_id, step, self.plan.key(step)) is not None
+        return self.enabled and self.ledger.step_done(self.plan.run_id, step, self.plan.key(step))
 
     def reuse(self, kind: str, name: str, step: str, make_ref):
         """A ref to what the earlier attempt made for ``step`` if still usable: a job that is
