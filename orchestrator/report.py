@@ -7,7 +7,7 @@ import time
 import traceback
 from contextlib import contextmanager
 
-from .backends.local.procs import write_json
+from .files import write_json
 from .errors import StepFailed, UserError
 
 

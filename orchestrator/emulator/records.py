@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from orchestrator.backends.local import procs
+from orchestrator import files
 
 RUN_ID = re.compile(r"\d{6}-\d{6}-[0-9a-f]{4}")
 # Flavours the emulator accepts (the design's list plus the free ones); others are refused
@@ -60,11 +60,11 @@ class Records:
 
     def save(self, rid: str, record: dict) -> dict:
         with self.lock:
-            procs.write_json(self.folder / f"{rid}.json", record)
+            files.write_json(self.folder / f"{rid}.json", record)
         return record
 
     def get(self, rid: str) -> dict | None:
-        return procs.read_json(self.folder / f"{rid}.json") if re.fullmatch(r"[\w-]+", rid) else None
+        return files.read_json(self.folder / f"{rid}.json") if re.fullmatch(r"[\w-]+", rid) else None
 
     def load(self, rid: str, missing: ApiError) -> dict:
         record = self.get(rid)
@@ -74,14 +74,14 @@ class Records:
 
     def update(self, rid: str, **changes) -> dict:
         with self.lock:
-            record = procs.read_json(self.folder / f"{rid}.json")
+            record = files.read_json(self.folder / f"{rid}.json")
             if record is None:          # deleted meanwhile
                 return {}
             record.update(changes)
             return self.save(rid, record)
 
     def all(self) -> list[dict]:
-        found = (procs.read_json(p) for p in sorted(self.folder.glob("*.json")))
+        found = (files.read_json(p) for p in sorted(self.folder.glob("*.json")))
         return sorted((r for r in found if r), key=lambda r: r.get("created_ms", 0))
 
     def delete(self, rid: str) -> None:

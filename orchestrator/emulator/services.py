@@ -24,7 +24,7 @@ from pathlib import Path
 import requests
 
 from orchestrator.backends.base import ServiceConfig, ServiceRef, ServiceSpec
-from orchestrator.backends.local import procs
+from orchestrator.files import read_json
 from orchestrator.predictor.cli import TOKEN_ENV
 
 from .records import FLAVORS, RUN_ID, ApiError, Records, Request, now_ms, page, require
@@ -231,7 +231,7 @@ class Services:
         record = self.records.load(sid, ApiError(404, "ModelArts.4503", f"Service {sid} does not exist."))
         if record["status"] != "running" or self.local.services.status(sid) != "running":
             raise ApiError(503, "ModelArts.4503", f"Service {sid} is {record['status']}, not running.")
-        target = procs.read_json(self.local.services.dir / sid / "service.json")["url"]
+        target = read_json(self.local.services.dir / sid / "service.json")["url"]
         token = os.environ.get(TOKEN_ENV)
         headers = {"Content-Type": req.headers.get("content-type", "application/octet-stream")}
         if token:

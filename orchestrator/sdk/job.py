@@ -6,7 +6,7 @@ import re
 import time
 
 from ..backends.base import JobRef, JobState
-from ..backends.local.procs import tail
+from ..files import tail
 from ..errors import StepFailed
 from ..progress import TrainingProgress, update
 

@@ -1,19 +1,19 @@
 """Processes the local backend starts: spawn them in their own session, remember who they
 are (pid + start time, so a recycled pid is never killed by mistake) and stop their whole
-process group. Also small atomic-JSON helpers shared by the local backend."""
+process group."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
+
+from ...files import read_json, tail, write_json  # noqa: F401  (the backend's modules call procs.*)
 
 RUNTIME_DIR = Path(__file__).resolve().parents[2] / "runtime"   # mms / moxing shims
 
@@ -103,31 +103,3 @@ def child_env(extra: dict[str, str] | None = None, pythonpath: list[Path] | None
     env["PYTHONUNBUFFERED"] = "1"
     env.update(extra or {})
     return env
-
-
-def write_json(path: Path, data: dict) -> None:
-    """Atomic: readers see the old or the new file, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(data, fh, indent=2, sort_keys=True)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
-def read_json(path: Path) -> dict | None:
-    try:
-        return json.loads(path.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
-
-
-def tail(path: Path, lines: int = 15) -> str:
-    try:
-        with open(path, "rb") as fh:
-            fh.seek(max(0, os.path.getsize(path) - 16384))
-            text = fh.read().decode("utf-8", "replace")
-    except OSError:
-        return ""
-    return "\n".join(text.splitlines()[-lines:])
