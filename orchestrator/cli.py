@@ -23,10 +23,10 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args) or 0
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return exc.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        return 130
+        return Interrupted.exit_code
     except BrokenPipeError:   # `orchestrator plan x.yaml | head`: the reader left, nothing went wrong
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
@@ -78,13 +78,13 @@ def _parser() -> argparse.ArgumentParser:
 
 def cmd_run(args) -> int:
     from .display import Display, summary
-    from .factory import open_pipeline
+    from .pipeline import Pipeline
     from rich.console import Console
 
     console = Console(stderr=args.json)
     display = Display(console, verbose=args.verbose)
-    pipeline = open_pipeline(args.pipeline, args.config, _profile(args), None if args.json else display,
-                             resume=args.resume, strict=args.strict)
+    pipeline = Pipeline.from_yaml(args.pipeline, args.config, _profile(args), None if args.json else display,
+                                  resume=args.resume, strict=args.strict)
     if args.keep:
         pipeline.plan = _replace_teardown(pipeline.plan, "never")
     if not args.resume:
@@ -95,10 +95,10 @@ def cmd_run(args) -> int:
     try:
         with display if not args.json else _Null():
             pipeline.run()
-    except StepFailed:
-        code = 1
+    except StepFailed as exc:
+        code = exc.exit_code
     except (KeyboardInterrupt, Interrupted):
-        code = 130
+        code = Interrupted.exit_code
     except Exception as exc:   # a bug, not the user's fault: say where the traceback is
         print(f"internal error: {exc!r} (traceback in {pipeline.plan.run_dir / 'logs' / 'orchestrator.log'})",
               file=sys.stderr)
@@ -225,7 +225,7 @@ def cmd_cleanup(args) -> int:
         print(f"removed {len(deleted)} resource(s)" + (f"; {len(failed)} failed" if failed else ""))
         for f in failed:
             print(f"  failed: {f}", file=sys.stderr)
-    return 1 if failed else 0
+    return StepFailed.exit_code if failed else 0
 
 
 def cmd_schema(args) -> int:

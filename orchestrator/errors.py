@@ -33,4 +33,7 @@ class StepFailed(Exception):
 
 
 class Interrupted(BaseException):
-    """Raised in the main thread on SIGTERM so teardown runs as it does for Ctrl-C."""
+    """Raised in the main thread on SIGTERM so teardown runs as it does for Ctrl-C; the CLI
+    exits with code 130 (as for Ctrl-C)."""
+
+    exit_code = 130

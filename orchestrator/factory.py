@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
@@ -61,10 +62,10 @@ def load_plan(pipeline_path: Path, config_path: Path | None, profile: str | None
     return plan, config, config_dir
 
 
-def open_pipeline(pipeline_path: Path, config_path: Path | None, profile: str | None, on_event=None,
-                  resume: str | None = None, strict: bool = False):
-    """A Pipeline for a new run, or for continuing run ``resume`` (an id or unique prefix)."""
-    from .pipeline import Pipeline
+def open_run(pipeline_path: Path, config_path: Path | None, profile: str | None, resume: str | None = None,
+             strict: bool = False) -> tuple[Plan, object, Ledger, ConfigSpec]:
+    """The plan, backend and ledger of a new run, or of continuing run ``resume`` (an id or
+    unique prefix); ``Pipeline.from_yaml`` puts them together."""
     plan, config, config_dir = load_plan(pipeline_path, config_path, profile, strict=strict)
     backend = make_backend(config, config_dir, plan.profile)
     if hasattr(backend, "preflight"):      # cloud: bad credentials or a missing bucket fail now, not mid-run
@@ -73,7 +74,7 @@ def open_pipeline(pipeline_path: Path, config_path: Path | None, profile: str | 
     if resume:
         run = resumable_run(ledger, resume, plan.pipeline)
         plan, _, _ = load_plan(pipeline_path, config_path, profile, run_id=run.run_id)
-    return Pipeline(plan, backend, ledger, on_event, poll_interval=config.poll_interval, resume=bool(resume))
+    return plan, backend, ledger, config
 
 
 def resumable_run(ledger: Ledger, prefix: str, pipeline: str):
@@ -88,14 +89,15 @@ def resumable_run(ledger: Ledger, prefix: str, pipeline: str):
     return run
 
 
-def pipeline_from_dict(spec: dict, base_dir: Path, config_path: Path | None, profile: str | None, on_event=None):
-    """A pipeline from keyword-style data (notebooks): written to a temporary YAML file so
-    errors name keys and lines exactly as they would for a file."""
+@contextmanager
+def spec_file(spec: dict, base_dir: Path):
+    """Keyword-style pipeline data (notebooks) as a temporary YAML file in ``base_dir``, so
+    errors name keys and lines exactly as they would for a file; removed on exit."""
     base_dir.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".pipeline-", suffix=".yaml", dir=base_dir)
     with os.fdopen(fd, "w") as fh:
         yaml.safe_dump(spec, fh, sort_keys=False)
     try:
-        return open_pipeline(Path(tmp), config_path, profile, on_event)
+        yield Path(tmp)
     finally:
         os.unlink(tmp)

@@ -24,9 +24,9 @@ from typing import Callable
 
 import psutil
 
-from . import failpoints, predictions
+from . import factory, failpoints, predictions
 from .backends.base import BackendError, JobRef, ModelRef, ServiceRef
-from .backends.local.procs import tail
+from .files import tail
 from .errors import Interrupted, StepFailed, UserError
 from .events import Event
 from .ledger import Ledger
@@ -56,15 +56,18 @@ class Pipeline:
     # construction helpers for notebooks and the CLI
     @classmethod
     def from_yaml(cls, path: str | os.PathLike, config: str | os.PathLike | None = None, profile: str | None = None,
-                  on_event: Callable[[Event], None] | None = None) -> "Pipeline":
-        from .factory import open_pipeline
-        return open_pipeline(Path(path), Path(config) if config else None, profile, on_event)
+                  on_event: Callable[[Event], None] | None = None, resume: str | None = None,
+                  strict: bool = False) -> "Pipeline":
+        """A pipeline for a new run of the file, or for continuing run ``resume`` (an id or unique prefix)."""
+        plan, backend, ledger, cfg = factory.open_run(Path(path), Path(config) if config else None, profile,
+                                                      resume, strict)
+        return cls(plan, backend, ledger, on_event, poll_interval=cfg.poll_interval, resume=bool(resume))
 
     @classmethod
     def from_dict(cls, spec: dict, base_dir: str | os.PathLike = ".", config: str | os.PathLike | None = None,
                   profile: str | None = None, on_event: Callable[[Event], None] | None = None) -> "Pipeline":
-        from .factory import pipeline_from_dict
-        return pipeline_from_dict(spec, Path(base_dir), Path(config) if config else None, profile, on_event)
+        with factory.spec_file(spec, Path(base_dir)) as path:
+            return cls.from_yaml(path, config, profile, on_event)
 
     # the steps
     def prepare(self) -> Path:

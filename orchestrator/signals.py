@@ -1,5 +1,5 @@
 """Signals during a run: SIGTERM becomes ``Interrupted`` (so teardown runs, as for Ctrl-C),
-and teardown itself holds SIGINT/SIGTERM until it has finished."""
+and teardown itself ignores SIGINT/SIGTERM until it has finished."""
 
 from __future__ import annotations
 
@@ -14,13 +14,15 @@ def raise_interrupted(signum, frame):
 
 
 class signals_deferred:
-    """Teardown must finish: hold SIGINT/SIGTERM until it has (main thread only)."""
+    """Teardown must finish: SIGINT/SIGTERM are ignored until it has (main thread only).
+    A Python handler that does nothing, not ``SIG_IGN``, so processes started meanwhile
+    do not inherit an ignored signal. The run already ends, so nothing is re-raised."""
 
     def __enter__(self):
-        self.caught, self.saved = [], {}
+        self.saved = {}
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
-                self.saved[sig] = signal.signal(sig, lambda s, f: self.caught.append(s))
+                self.saved[sig] = signal.signal(sig, lambda s, f: None)
         return self
 
     def __exit__(self, *exc):

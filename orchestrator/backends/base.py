@@ -13,9 +13,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Iterable, Protocol
 
-JOB_PHASES = ("Creating", "Pending", "Running", "Completed", "Failed", "Terminated")
-JOB_TERMINAL = frozenset({"Completed", "Failed", "Terminated"})
-SERVICE_STATES = ("deploying", "running", "stopped", "failed", "concerning")
+JOB_TERMINAL = frozenset({"Completed", "Failed", "Terminated"})   # after Creating -> Pending -> Running
 
 
 class BackendError(Exception):
@@ -46,7 +44,7 @@ class JobRef:
 
 @dataclass(frozen=True)
 class JobState:
-    phase: str                     # one of JOB_PHASES
+    phase: str                     # Creating, Pending, Running, or one of JOB_TERMINAL
     reason: str = ""
     since: float = field(default_factory=time.time)
 

@@ -15,7 +15,7 @@ import time
 import uuid
 from pathlib import Path
 
-from orchestrator.backends.base import JobRef, JobSpec
+from orchestrator.backends.base import JOB_TERMINAL, JobRef, JobSpec
 
 from .records import FLAVORS, RUN_ID, ApiError, Records, Request, now_ms, require, s3_uri
 
@@ -131,7 +131,7 @@ class Jobs:
     def _set(self, job_id: str, phase: str, message: str = "", **extra) -> None:
         with self.records.lock:
             record = self.records.get(job_id)
-            if record is None or record["status"]["phase"] in ("Completed", "Failed", "Terminated"):
+            if record is None or record["status"]["phase"] in JOB_TERMINAL:
                 return                                   # deleted, or terminal: terminal states never change
             status = record["status"]
             status.update(phase=phase, secondary_phase=phase)
@@ -139,7 +139,7 @@ class Jobs:
                 status["start_time"] = now_ms()
             if status.get("start_time"):
                 status["duration"] = now_ms() - status["start_time"]
-            if phase in ("Completed", "Failed", "Terminated"):
+            if phase in JOB_TERMINAL:
                 code = extra.get("exit_code", 0 if phase == "Completed" else 1)
                 status["task_statuses"] = [{"task": TASK, "exit_code": code, "message": message}]
             self.records.save(job_id, record)

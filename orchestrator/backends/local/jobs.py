@@ -18,7 +18,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from ..base import BackendError, JobRef, JobSpec, JobState, Resource
+from ..base import JOB_TERMINAL, BackendError, JobRef, JobSpec, JobState, Resource
 from . import procs
 
 
@@ -53,11 +53,11 @@ class JobRunner:
             raise BackendError(f"training job {ref.name} does not exist")
         phase, reason = state["phase"], state.get("reason", "")
         since = state["history"][-1]["at"] if state.get("history") else time.time()
-        if phase not in ("Completed", "Failed", "Terminated"):
+        if phase not in JOB_TERMINAL:
             supervisor = procs.ProcId.from_dict(state.get("supervisor"))
             if supervisor and not procs.alive(supervisor):
                 state = procs.read_json(self.dir(ref) / "state.json")   # it may have just finished
-                if state["phase"] not in ("Completed", "Failed", "Terminated"):
+                if state["phase"] not in JOB_TERMINAL:
                     _stop_processes(state, grace_s=2)   # nobody watches them any more
                     tail = procs.tail(self.dir(ref) / "logs" / "supervisor.log", 3)
                     return JobState("Failed", "the job supervisor died" + (f": {tail}" if tail else ""), time.time())
@@ -77,7 +77,7 @@ class JobRunner:
 
     def stop(self, ref: JobRef, grace_s: float = 15.0) -> None:
         state = procs.read_json(self.dir(ref) / "state.json") or {}
-        if state.get("phase") in ("Completed", "Failed", "Terminated", None):
+        if state.get("phase") in JOB_TERMINAL | {None}:
             return
         supervisor = procs.ProcId.from_dict(state.get("supervisor"))
         if procs.alive(supervisor):
@@ -88,7 +88,7 @@ class JobRunner:
         state = procs.read_json(self.dir(ref) / "state.json") or state   # it may have started more
         _stop_processes(state, grace_s=2)   # whatever is still there after the grace period
         procs.stop(supervisor, grace_s=2)
-        if state.get("phase") not in ("Completed", "Failed", "Terminated"):
+        if state.get("phase") not in JOB_TERMINAL:
             state.setdefault("history", []).append({"phase": "Terminated", "reason": "stopped", "at": time.time()})
             procs.write_json(self.dir(ref) / "state.json", {**state, "phase": "Terminated", "reason": "stopped"})
 

@@ -36,7 +36,6 @@ class Waits:
     deploy_s: float = 300.0
     delete_s: float = 120.0
     poll_s: float = 2.0
-    predict_s: float = 60.0
 
 
 def config_body(config: ServiceConfig) -> dict:

@@ -73,11 +73,6 @@ def sign(method: str, url: str, headers: Mapping[str, str], body: bytes, ak: str
     return out
 
 
-def access_key_of(headers: Mapping[str, str]) -> str | None:
-    match = _AUTH_RE.match({k.lower(): v for k, v in headers.items()}.get("authorization", "").strip())
-    return match.group(1) if match else None
-
-
 def verify(method: str, path: str, query: Iterable[tuple[str, str]], headers: Mapping[str, str], body: bytes,
            secret_for: Callable[[str], str | None], now: datetime | None = None) -> str | None:
     """``None`` when the request is correctly signed by a known access key, else why not
