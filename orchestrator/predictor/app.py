@@ -11,11 +11,12 @@ the field named by the config's ``input_data_name``), or ``application/json`` ho
 object. Every error is ``{"error_code", "error_msg"}`` JSON: 400 malformed body / missing
 field / bad input, 401 bearer token, 404/405 unknown route, 413 body over the limit, 415
 other content types, 500 service exception or dead worker, 503 not ready or overloaded
-(``Retry-After: 1``), 504 over the request timeout. The front never imports mxnet.
+(``Retry-After``: 1, or the seconds the queue needs to drain), 504 over the request timeout. The front never imports mxnet.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from fastapi import FastAPI
@@ -80,8 +81,14 @@ class Predict:
             if body is None:
                 return  # the client went away
             content_type = dict(scope["headers"]).get(b"content-type", b"").decode("latin-1")
-            status, answer = await pool.submit(parse_payload(content_type, body, pool.file_fields),
-                                               self.request_timeout)
+            payload = parse_payload(content_type, body, pool.file_fields)
+            if pool.would_wait():
+                answer = await _submit_unless_gone(pool, payload, self.request_timeout, receive)
+                if answer is None:
+                    return  # the client went away while its request waited: it was dropped, not run
+                status, answer = answer
+            else:  # a worker takes it at once (the common case): no watcher to pay for
+                status, answer = await pool.submit(payload, self.request_timeout)
         except BodyTooLarge as exc:
             return await send_error(send, 413, protocol.PAYLOAD_TOO_LARGE, str(exc), model)
         except Rejected as exc:
@@ -93,6 +100,32 @@ class Predict:
                     "headers": [(b"content-type", b"application/json"),
                                 (b"content-length", str(len(answer)).encode()), *model]})
         await send({"type": "http.response.body", "body": answer})
+
+
+async def _submit_unless_gone(pool, payload, timeout: float, receive) -> tuple[int, bytes] | None:
+    """``pool.submit``, cancelled when the client disconnects (the pool then drops the
+    request if it still waits: a closed connection's request must not take a worker or
+    a queue place from a live one); None in that case."""
+    task, gone = asyncio.current_task(), False
+    watcher = asyncio.ensure_future(receive())  # after the body, the next message is the disconnect
+
+    def on_message(done: asyncio.Future) -> None:
+        nonlocal gone
+        if not done.cancelled() and done.exception() is None and done.result()["type"] == "http.disconnect":
+            gone = True
+            task.cancel()
+
+    watcher.add_done_callback(on_message)
+    try:
+        return await pool.submit(payload, timeout)
+    except asyncio.CancelledError:
+        if not gone:
+            raise  # a shutdown, not the client
+        task.uncancel()
+        return None
+    finally:
+        watcher.remove_done_callback(on_message)
+        watcher.cancel()
 
 
 async def _read_body(receive) -> bytes | None:

@@ -8,8 +8,11 @@ Contract (every method runs on the front's event loop; no threads):
   caller then ``close()``s the pool.
 * ``submit(payload, timeout)`` -> ``(http_status, json_bytes)``. Raises ``PoolError``:
   503 ``OVERLOADED`` when ``config.waiting_limit`` requests already wait for a worker
-  (nothing is queued), 503 ``NOT_READY`` (closing, or no worker ready: all restarting),
+  (nothing is queued; ``retry_after`` = the seconds the queue needs to drain at the recent
+  service time, ``retry_after_seconds``), 503 ``NOT_READY`` (closing, or no worker ready: all restarting),
   504 ``TIMEOUT`` (queue wait + run over ``timeout``), 500 ``WORKER_DIED``.
+* Cancelling ``submit`` (the client went away) drops a request that still waits: it is
+  never run. One already running finishes (its worker is single-threaded).
 * A request goes to whichever worker is idle (per request, not per connection), oldest
   first. With ``config.batch_size`` > 1 an idle worker takes up to that many waiting
   requests at once, and waits for more at most ``batch_delay_ms`` counted from the arrival
@@ -28,6 +31,7 @@ import asyncio
 import collections
 import itertools
 import logging
+import math
 import os
 import socket
 import subprocess
@@ -62,6 +66,12 @@ def next_batch(waiting: int, oldest_at: float, now: float, size: int, delay: flo
     if take == size or now >= oldest_at + delay:
         return take, None
     return 0, oldest_at + delay
+
+
+def retry_after_seconds(queued: int, workers: int, service_s: float) -> int:
+    """Whole seconds (1..60) until ``queued`` requests (waiting + running) have been served
+    by ``workers`` at ``service_s`` each: a Retry-After a client can act on."""
+    return max(1, min(60, math.ceil(queued * service_s / max(1, workers))))
 
 
 class _Job:
@@ -101,6 +111,7 @@ class WorkerPool:
         self._timer: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task] = set()
         self._backoff = 1.0
+        self._service_s = 0.0  # moving average of recent requests' run time (dispatch to answer)
 
     # -- state ----------------------------------------------------------------------------
     def ready_workers(self) -> int:
@@ -111,6 +122,10 @@ class WorkerPool:
 
     def accepting(self) -> bool:
         return not (self._closing or self._retiring) and self.ready_workers() > 0
+
+    def would_wait(self) -> bool:
+        """True when a request submitted now would queue rather than go to a worker at once."""
+        return bool(self._pending) or self.config.batch_size > 1 or self._idle_worker() is None
 
     def load(self) -> tuple[int, int]:
         """``(requests waiting, requests running)``."""
@@ -159,8 +174,9 @@ class WorkerPool:
         if not self.accepting():
             raise PoolError(503, protocol.NOT_READY, f"model config {self.config.id} has no ready worker", 1)
         if len(self._pending) >= self.config.waiting_limit and not self._idle_worker():
+            retry = retry_after_seconds(self._jobs_open, self.config.workers, self._service_s)
             raise PoolError(503, protocol.OVERLOADED, f"{len(self._pending)} requests already wait for a worker "
-                            f"(queue size {self.config.waiting_limit})", retry_after=1)
+                            f"(queue size {self.config.waiting_limit}); retry in {retry} s", retry_after=retry)
         job = _Job(next(self._ids), payload, self._loop.create_future(), self._loop.time())
         self._jobs_open += 1
         self._pending.append(job)
@@ -276,6 +292,8 @@ class WorkerPool:
             if not worker.jobs:
                 worker.state = "idle"
             if job is not None:
+                took = self._loop.time() - job.started_at
+                self._service_s = took if not self._service_s else self._service_s + 0.2 * (took - self._service_s)
                 if not job.future.done():
                     job.future.set_result((msg[2], msg[3]))
                 self._finish(job, msg[2], msg[4])
