@@ -73,6 +73,13 @@ def _parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("schema", help="print the JSON Schema of pipeline.yaml (for editors)")
     sp.add_argument("--output", type=Path)
     sp.set_defaults(func=cmd_schema)
+    sp = sub.add_parser("image", help="the custom image ModelArts runs MXNet in (docs/modelarts.md)")
+    isub = sp.add_subparsers(dest="image_command", required=True, metavar="IMAGE_COMMAND")
+    sp = isub.add_parser("build-context", help="write a Docker build context (Dockerfile, pinned requirements, "
+                                               "runtime, boot scripts) into DIR")
+    sp.add_argument("dir", type=Path, help="a new or empty folder (or one this command wrote before)")
+    sp.add_argument("--base", help="base image of the CPU Dockerfile (default: python:<this Python>-slim-bookworm)")
+    sp.set_defaults(func=cmd_image_context)
     return p
 
 
@@ -235,6 +242,16 @@ def cmd_schema(args) -> int:
         args.output.write_text(text)
     else:
         sys.stdout.write(text)
+    return 0
+
+
+def cmd_image_context(args) -> int:
+    from .image.context import build_context
+    manifest = build_context(args.dir, args.base)
+    print(f"wrote a build context for MXNet {manifest['mxnet']} on {manifest['base']} to {args.dir}\n"
+          f"next: docker build -t swr.<region>.myhuaweicloud.com/<organization>/mxnet-orchestrator:{manifest['mxnet']} "
+          f"{args.dir}\n      (GPU flavours: -f {args.dir}/Dockerfile.cu112, untested here); then docker push, and set "
+          "train.image / model.image in pipeline.yaml (docs/modelarts.md)")
     return 0
 
 
