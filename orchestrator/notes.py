@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from urllib.parse import urlsplit
 
-from .backends.base import JobSpec
+from .backends.base import JobSpec, ModelSpec
 from .spec import ConfigSpec, PipelineSpec
 
 
@@ -20,15 +20,21 @@ def local_notes(config: ConfigSpec, flavor: str, what: str) -> list[str]:
     return [f"{what} flavour '{flavor}' ({known.cpus} vCPU) runs on this machine's {os.cpu_count()} CPU cores"]
 
 
-def backend_notes(spec: PipelineSpec, config: ConfigSpec, prof, job: JobSpec) -> tuple[list[str], list[str]]:
+def backend_notes(spec: PipelineSpec, config: ConfigSpec, prof, job: JobSpec,
+                  model: ModelSpec) -> tuple[list[str], list[str]]:
     """(information, settings emulated or ignored by this profile). The real cloud runs
     flavours, nodes and runtimes as written; the local backend and the emulator (a
-    ModelArts endpoint on this machine) run everything on this machine's CPU."""
+    ModelArts endpoint on this machine) run everything on this machine's CPU. On a
+    ModelArts profile, a job or model without a custom image relies on the preset MXNet
+    engine, which current regions may not have: a note (an error with ``--strict``)."""
     flavors = ((job.flavor, "training"), (spec.service.flavor, "service"))
+    preset = image_notes(prof, job, model)
     if prof.backend == "modelarts" and not _on_this_machine(prof.endpoints()[0]):
         return [f"{what} flavour '{f}' is not in config.json's flavors; ModelArts checks it on creation"
-                for f, what in flavors if f not in config.flavors], []
-    info, emulated = [], []
+                for f, what in flavors if f not in config.flavors], preset
+    info, emulated = [], list(preset)
+    if prof.backend == "local" and (spec.train.image or spec.model.image):
+        info.append("train.image / model.image: the local backend runs the same runtime without the image")
     for flavor, what in flavors:
         known = config.flavors.get(flavor)
         (emulated if known is None or known.gpus else info).extend(local_notes(config, flavor, what))
@@ -41,6 +47,18 @@ def backend_notes(spec: PipelineSpec, config: ConfigSpec, prof, job: JobSpec) ->
         info.insert(0, f"ModelArts endpoint {prof.endpoints()[0]} is on this machine (the emulator): jobs and services "
                        "run here, through the real SDKs and wire protocols")
     return info, emulated
+
+
+def image_notes(prof, job: JobSpec, model: ModelSpec) -> list[str]:
+    unset = [(key, who) for key, who, image in (("train.image", "the job", job.image),
+                                                ("model.image", "the model", model.image)) if not image]
+    if prof.backend != "modelarts" or not unset:
+        return []
+    return [f"{' and '.join(k for k, _ in unset)} not set: {' and '.join(w for _, w in unset)} would use ModelArts' "
+            f"preset MXNet engine ({prof.engine_name} {prof.engine_version}), which may not exist in your region "
+            "(current preset images are PyTorch, TensorFlow, Horovod, MindSpore and Ascend). Build the MXNet image "
+            "(python -m orchestrator image build-context image/, then docker build and docker push to SWR) and set "
+            "train.image and model.image, or the profile's image (docs/modelarts.md)"]
 
 
 def _on_this_machine(url: str) -> bool:

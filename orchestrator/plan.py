@@ -152,11 +152,11 @@ def build_plan(spec: PipelineSpec, config: ConfigSpec, *, spec_path: Path, confi
         hyperparameters=tuple((k, _arg(v)) for k, v in spec.train.hyperparameters.items()),
         flavor=spec.train.flavor, instance_count=spec.train.instance_count,
         envs=tuple(spec.train.envs.items()), max_runtime_s=spec.train.max_runtime,
-        include_dirs=include)
+        include_dirs=include, image=_image(spec.train.image, prof))
     model_name = spec.model.name or spec.name
     model = ModelSpec(name=f"{model_name}-{run_id}", version=spec.model.version, run_id=run_id,
                       source_location=job.train_url, model_algorithm=algorithm,
-                      runtime=spec.model.runtime)
+                      runtime=spec.model.runtime, image=_image(spec.model.image, prof))
     service = ServiceSpec(
         name=f"{spec.service.name or spec.name}-{run_id}-svc", run_id=run_id, deploy_timeout_s=spec.service.deploy_timeout,
         ttl_s=spec.service.ttl,
@@ -165,7 +165,7 @@ def build_plan(spec: PipelineSpec, config: ConfigSpec, *, spec_path: Path, confi
     if prof.backend == "modelarts" and spec.service.ttl and spec.service.ttl > 7 * 86400:
         raise UserError(f"service.ttl {spec.service.ttl / 86400:.1f} days is longer than ModelArts' auto-stop allows "
                         "(1 minute to 7 days)", where=_where(spec_path, "service.ttl"), hint="use at most 7d")
-    info, emulated = backend_notes(spec, config, prof, job)
+    info, emulated = backend_notes(spec, config, prof, job, model)
     if strict and emulated:
         raise UserError(f"--strict: profile '{profile_name}' would not run this pipeline as written:\n  - "
                         + "\n  - ".join(emulated), where=str(spec_path),
@@ -178,6 +178,11 @@ def build_plan(spec: PipelineSpec, config: ConfigSpec, *, spec_path: Path, confi
                      service=service, predict=predict, teardown=spec.teardown, notes=notes)
     keys = step_keys(data, REPO_ROOT / "jobs" / "data", job, model, service, predict)
     return Plan(**plan_args, steps=_steps(spec, data, job, model, service, predict), keys=tuple(keys.items()))
+
+
+def _image(chosen: str | None, prof) -> str:
+    """The pipeline's image, else the profile's (modelarts profiles only)."""
+    return chosen or getattr(prof, "image", None) or ""
 
 
 def _data_plan(spec: PipelineSpec, base: Path, spec_path: Path, work_dir: Path, data_uri: str) -> DataPlan:
@@ -212,10 +217,13 @@ def _steps(spec, data: DataPlan, job: JobSpec, model: ModelSpec, service: Servic
     return (
         Step("prepare", "Prepare data", _prepare_details(data)),
         Step("upload", "Upload data", (f"to {data.data_uri}",)),
-        Step("train", "Train", (f"job {job.name}: {Path(job.code_dir).name}/{job.boot_file} {hp}",
+        Step("train", "Train", (f"job {job.name}: {Path(job.code_dir).name}/{job.boot_file} {hp}"
+                                + (f" in image {job.image}" if job.image else ""),
                                 f"flavour {job.flavor} x {job.instance_count}, max runtime {job.max_runtime_s:.0f}s",
                                 f"outputs to {job.train_url}")),
-        Step("import_model", "Import model", (f"model {model.name} {model.version} from {model.source_location}model/",)),
+        Step("import_model", "Import model", (f"model {model.name} {model.version} from {model.source_location}model/"
+                                              + (f" as model_type Image, served by {model.image}" if model.image
+                                                 else ""),)),
         Step("deploy", "Deploy", (f"service {service.name}: flavour {cfg.flavor} x {cfg.instance_count}"
                                   + (f", stops itself after {service.ttl_s:.0f}s (ttl)" if service.ttl_s else ""),)),
         Step("predict", "Predict", (("held-out test images" if predict.images == "holdout" else predict.images)

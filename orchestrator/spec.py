@@ -19,6 +19,10 @@ from .errors import UserError
 from .yamlsource import line_of, load_with_lines
 
 NAME = r"^[a-z][a-z0-9-]{1,38}[a-z0-9]$"
+# An SWR image with an explicit tag: swr.<region>.myhuaweicloud.com/<organization>/<name>:<tag>
+IMAGE = r"^[a-z0-9][a-z0-9.-]*(:\d+)?/[a-z0-9][a-z0-9._-]*/[a-z0-9][a-z0-9._/-]*:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"
+IMAGE_HELP = ("custom image in SWR (swr.<region>.myhuaweicloud.com/<organization>/<name>:<tag>) built with "
+              "`python -m orchestrator image build-context`; on a modelarts profile ")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)?\s*$")
 
 
@@ -91,6 +95,9 @@ class TrainSpec(Strict):
     hyperparameters: dict[str, Scalar] = {}
     envs: dict[str, str] = {}
     max_runtime: Duration = 3600.0
+    image: str | None = Field(None, pattern=IMAGE, description=IMAGE_HELP + "the job runs in it instead of the "
+                              "preset MXNet engine (default: the profile's image); the local backend runs the "
+                              "same runtime without it")
 
     _duration = field_validator("max_runtime", mode="before")(lambda v: parse_duration(v))
 
@@ -108,6 +115,8 @@ class ModelSection(Strict):
     version: str = Field("0.0.1", pattern=r"^\d+\.\d+\.\d+$")
     model_algorithm: str = Field("image_classification", description="default: face_recognition when data.task is face")
     runtime: str = "python3.7"
+    image: str | None = Field(None, pattern=IMAGE, description=IMAGE_HELP + "the model is imported as "
+                              "model_type Image and served by it (default: the profile's image)")
 
 
 class ServiceSection(Strict):
@@ -172,6 +181,8 @@ class ModelArtsProfile(Strict):
     engine_name: str = "MXNet"
     engine_version: str = Field("MXNet-1.2.1-python3.7", description="a preset engine of your region "
                                 "(GET /v2/{project_id}/training-job-engines)")
+    image: str | None = Field(None, pattern=IMAGE, description="custom image for jobs and models of this profile "
+                              "when the pipeline names none (train.image, model.image)")
     request_timeout: Duration = 60.0
     retries: int = Field(5, ge=1, le=20)
     poll_interval: Duration = 2.0

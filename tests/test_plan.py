@@ -7,7 +7,7 @@ import pytest
 
 from orchestrator.errors import UserError
 from orchestrator.plan import STEPS, build_plan
-from orchestrator.spec import ConfigSpec, FlavorSpec, PipelineSpec
+from orchestrator.spec import ConfigSpec, FlavorSpec, PipelineSpec, load_pipeline
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -73,11 +73,40 @@ def test_holdout_without_test_split_is_refused(tmp_path):
 
 def test_cloud_profile_plans_and_strict_refuses_emulated_settings(tmp_path):
     cfg = ConfigSpec.model_validate({"profiles": {"cloud": {"backend": "modelarts", "region": "cn-north-4",
-                                                            "project_id": "p"}}, "default_profile": "cloud"})
+                                                            "project_id": "p", "image": IMAGE}},
+                                     "default_profile": "cloud"})
     plan = build_plan(make_spec(tmp_path), cfg, spec_path=tmp_path / "p.yaml", config_dir=tmp_path, strict=True)
     assert plan.backend == "modelarts" and not any("emulated" in n for n in plan.notes)
+    assert plan.job.image == plan.model.image == IMAGE and not any("preset" in n for n in plan.notes)
     with pytest.raises(UserError, match="(?s)--strict.*V100.*emulated on the CPU"):
         build_plan(make_spec(tmp_path), config(), spec_path=tmp_path / "p.yaml", config_dir=tmp_path, strict=True)
+
+
+IMAGE = "swr.cn-north-4.myhuaweicloud.com/ml-team/mxnet-orchestrator:1.9.1"
+
+
+def test_cloud_profile_without_an_image_says_the_preset_engine_may_be_missing(tmp_path):
+    cfg = ConfigSpec.model_validate({"profiles": {"cloud": {"backend": "modelarts", "region": "cn-north-4",
+                                                            "project_id": "p"}}, "default_profile": "cloud"})
+    spec = make_spec(tmp_path)
+    plan = build_plan(spec, cfg, spec_path=tmp_path / "p.yaml", config_dir=tmp_path)
+    assert plan.job.image == plan.model.image == ""
+    assert any("train.image and model.image not set" in n and "image build-context" in n for n in plan.notes)
+    with pytest.raises(UserError, match="(?s)--strict.*preset MXNet engine"):
+        build_plan(spec, cfg, spec_path=tmp_path / "p.yaml", config_dir=tmp_path, strict=True)
+    only_train = spec.model_copy(update={"train": spec.train.model_copy(update={"image": IMAGE})})
+    plan = build_plan(only_train, cfg, spec_path=tmp_path / "p.yaml", config_dir=tmp_path)
+    assert plan.job.image == IMAGE and any(n.startswith("model.image not set: the model") for n in plan.notes)
+    assert "in image " + IMAGE in " ".join(plan.steps[2].details)
+    local = build_plan(only_train, config(), spec_path=tmp_path / "p.yaml", config_dir=tmp_path)
+    assert any("runs the same runtime without the image" in n for n in local.notes)
+
+
+def test_image_names_must_be_tagged_swr_paths(tmp_path):
+    path = tmp_path / "p.yaml"
+    path.write_text("name: demo\ntrain:\n  image: mxnet-orchestrator\n")
+    with pytest.raises(UserError, match=r"p.yaml:3: train.image: String should match pattern"):
+        load_pipeline(path)
 
 
 def test_run_ids_differ(tmp_path):

@@ -34,6 +34,7 @@ class JobSpec:
     envs: tuple[tuple[str, str], ...] = ()
     max_runtime_s: float | None = None
     include_dirs: tuple[str, ...] = ()   # folders merged into the code folder, files copied next to the boot file
+    image: str = ""                # custom image (SWR URL) to run in instead of the preset engine; "" = none
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,7 @@ class ModelSpec:
     model_type: str = "MXNet"
     model_algorithm: str = "image_classification"
     runtime: str = "python3.7"
+    image: str = ""                # custom image (SWR URL): imported as model_type Image, served by the image
 
 
 @dataclass(frozen=True)

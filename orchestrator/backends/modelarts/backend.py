@@ -69,7 +69,7 @@ class ModelArtsBackend:
                                      retry=retry, credentials_hint=credentials_hint)
         rest = RestClient(modelarts_endpoint, project_id, ak, sk, timeout=(5, timeout_s), retry=retry,
                           verify_ssl=verify_ssl, credentials_hint=credentials_hint)
-        self.models = Models(rest, self.storage.https_url, poll_s=poll_s)
+        self.models = Models(rest, self.storage.https_url, poll_s=poll_s, storage=self.storage)
         self.services = Services(rest, Waits(poll_s=poll_s), finest_unit=ttl_unit)
 
     def preflight(self, buckets: tuple[str, ...] = ()) -> None:

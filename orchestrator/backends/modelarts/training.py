@@ -2,7 +2,8 @@
 
 ``submit`` first uploads the code folder (with the ``include_dirs`` merged in, as the local
 backend does) to ``obs://<train_url's bucket>/orchestrator-code/<job name>/<token>/<folder>/``,
-then creates the job: ``code_dir`` + ``boot_file`` as OBS paths, one input ``data_url`` and
+then creates the job: ``code_dir`` + ``boot_file`` as OBS paths (with ``JobSpec.image``: the
+custom image's ``image_url`` and boot ``command`` instead of the preset engine), one input ``data_url`` and
 one output ``train_url`` (the script gets them as ``--data_url``/``--train_url``),
 hyperparameters as ``parameters``, the flavour and node count. The code copy belongs to the
 job: ``delete`` removes it (found from the job's own ``algorithm.code_dir``), a refused
@@ -28,6 +29,8 @@ from huaweicloudsdkmodelarts.v1 import (CreateTrainingJobRequest, DeleteTraining
                                         JobSearches, ListTrainingJobsRequest, Output, Parameters, Remote, RemoteObs,
                                         ShowTrainingJobDetailsRequest, ShowTrainingJobLogsPreviewRequest, Spec,
                                         SpecResource, StopTrainingJobRequest)
+
+from orchestrator.image import layout
 
 from ..base import JobRef, JobSpec, JobState
 from ..staging import stage_code
@@ -88,15 +91,26 @@ class TrainingJobs:
             self.storage.put(staged, uri)
         return uri
 
+    def algorithm(self, spec: JobSpec, code: str) -> JobAlgorithm:
+        """The preset engine with ``boot_file``; or, with ``spec.image``, the custom image
+        with its boot command (ModelArts downloads ``code_dir`` to ``MA_JOB_DIR/<folder>``,
+        the input to its ``local_dir`` and uploads the output's ``local_dir`` afterwards)."""
+        image = bool(spec.image)
+        return JobAlgorithm(
+            code_dir=obs_path(code), boot_file=None if image else obs_path(code + spec.boot_file),
+            engine=(JobEngine(image_url=spec.image) if image
+                    else JobEngine(engine_name=self.engine_name, engine_version=self.engine_version)),
+            command=layout.train_command(f"{Path(spec.code_dir).name}/{spec.boot_file}") if image else None,
+            parameters=[Parameters(name=k, value=v) for k, v in spec.hyperparameters],
+            inputs=[Input(name="data_url", local_dir=layout.input_dir("data_url") if image else None,
+                          remote=InputDataInfo(obs=InputDataInfoObs(obs_url=obs_path(spec.data_url))))],
+            outputs=[Output(name="train_url", local_dir=layout.output_dir("train_url") if image else None,
+                            remote=Remote(obs=RemoteObs(obs_url=obs_path(spec.train_url))))],
+            environments=dict(spec.envs) or None)
+
     def submit(self, spec: JobSpec) -> JobRef:
         code = self.upload_code(spec)
-        algorithm = JobAlgorithm(
-            code_dir=obs_path(code), boot_file=obs_path(code + spec.boot_file),
-            engine=JobEngine(engine_name=self.engine_name, engine_version=self.engine_version),
-            parameters=[Parameters(name=k, value=v) for k, v in spec.hyperparameters],
-            inputs=[Input(name="data_url", remote=InputDataInfo(obs=InputDataInfoObs(obs_url=obs_path(spec.data_url))))],
-            outputs=[Output(name="train_url", remote=Remote(obs=RemoteObs(obs_url=obs_path(spec.train_url))))],
-            environments=dict(spec.envs) or None)
+        algorithm = self.algorithm(spec, code)
         job = Job(kind="job", metadata=JobMetadata(name=spec.name, description=f"orchestrator run {spec.run_id}"),
                   algorithm=algorithm,
                   spec=Spec(resource=SpecResource(flavor_id=spec.flavor, node_count=spec.instance_count)))
