@@ -77,11 +77,15 @@ class Predict:
             return await send_error(send, 503, protocol.NOT_READY, reason, [(b"retry-after", b"1")])
         model = [(b"x-model-id", pool.config.id.encode())]
         try:
-            body = await _read_body(receive)
-            if body is None:
-                return  # the client went away
-            content_type = dict(scope["headers"]).get(b"content-type", b"").decode("latin-1")
-            payload = parse_payload(content_type, body, pool.file_fields)
+            pool.reserve()  # before reading: a full queue must not hold 12 MB bodies in memory
+            try:
+                body = await _read_body(receive)
+                if body is None:
+                    return  # the client went away
+                content_type = dict(scope["headers"]).get(b"content-type", b"").decode("latin-1")
+                payload = parse_payload(content_type, body, pool.file_fields)
+            finally:
+                pool.unreserve()
             if pool.would_wait():
                 answer = await _submit_unless_gone(pool, payload, self.request_timeout, receive)
                 if answer is None:

@@ -35,6 +35,9 @@ class Settings:
     py2_compat: bool
     token_env: str
     ttl: float | None = None       # stop by itself this long after it is ready (the service's ttl)
+    header_timeout: float = 10.0   # slow-header (slowloris) and idle-new-connection bound
+    body_timeout: float = 30.0     # slow-body bound, from the end of the headers
+    max_connections: int = 512     # open connections; more get 503 and are closed
     token: str | None = dataclasses.field(default=None, repr=False)
 
 
@@ -57,6 +60,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="load customize_service.py written for Python 2.7")
     p.add_argument("--ttl", type=float, help="seconds after it is ready when the predictor stops by itself "
                                              "(drains in-flight requests first)")
+    p.add_argument("--header-timeout", type=float, default=10.0,
+                   help="seconds for a request's line and headers to arrive (408 and close after; default 10)")
+    p.add_argument("--body-timeout", type=float, default=30.0,
+                   help="seconds for a request's body to arrive after its headers (closed after; default 30)")
+    p.add_argument("--max-connections", type=int, default=512,
+                   help="open connections at most; more get 503 and are closed (default 512)")
     one = p.add_argument_group("with --model-dir")
     one.add_argument("--model-id", help="id reported in X-Model-Id (default: the service name)")
     one.add_argument("--workers", type=int, default=1, help="model processes (default 1)")
@@ -89,8 +98,10 @@ def _configure_logging() -> None:
 def parse_settings(argv=None) -> Settings:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.request_timeout <= 0 or args.max_body_mb <= 0 or (args.ttl is not None and args.ttl <= 0):
-        parser.error("--request-timeout, --max-body-mb and --ttl must be positive")
+    if min(args.request_timeout, args.max_body_mb, args.header_timeout, args.body_timeout, args.max_connections) <= 0 \
+            or (args.ttl is not None and args.ttl <= 0):
+        parser.error("--request-timeout, --max-body-mb, --header-timeout, --body-timeout, --max-connections "
+                     "and --ttl must be positive")
     try:
         if args.config:
             generation, configs = read_service(args.config)
@@ -115,7 +126,8 @@ def parse_settings(argv=None) -> Settings:
         host=args.host, port=args.port, ready_file=os.path.abspath(args.ready_file) if args.ready_file else None,
         name=name, request_timeout=args.request_timeout, max_body_bytes=int(args.max_body_mb * 1024 * 1024),
         py2_compat=args.py2_compat, token_env=args.auth_token_env, token=os.environ.get(args.auth_token_env) or None,
-        ttl=args.ttl)
+        ttl=args.ttl, header_timeout=args.header_timeout, body_timeout=args.body_timeout,
+        max_connections=args.max_connections)
 
 
 def main(argv=None) -> int:

@@ -3,7 +3,8 @@
 ``parse_payload(content_type, body, file_fields)`` returns ``("json", dict)`` or
 ``("multipart", [(field, filename, bytes)], {field: text})`` and raises ``Rejected`` with
 the HTTP status to answer: 400 malformed multipart/JSON, a JSON body that is not an
-object, no file in any of ``file_fields``, more than ``MAX_PARTS`` parts; 415 any other
+object or nests deeper than ``MAX_JSON_DEPTH``, no file in any of ``file_fields``, more
+than ``MAX_PARTS`` parts; 415 any other
 content type. The body is already in memory (the front caps it at 12 MB), so multipart
 parts are collected straight into bytes by python-multipart's parser, never spooled to
 temporary files.
@@ -18,6 +19,8 @@ from python_multipart.multipart import MultipartParseError, MultipartParser, par
 from orchestrator.predictor import protocol
 
 MAX_PARTS = 64
+MAX_JSON_DEPTH = 64  # arrays/objects inside each other; far beyond any model input, far below recursion limits
+_TOO_DEEP = f"JSON body nests arrays/objects more than {MAX_JSON_DEPTH} levels deep"
 
 
 class Rejected(Exception):
@@ -93,6 +96,21 @@ def _multipart(content_type: str, body: bytes, file_fields: set[str]):
     return ("multipart", parts.files, parts.text)
 
 
+def too_deep(obj, limit: int) -> bool:
+    """True when ``obj`` nests lists/dicts more than ``limit`` levels (iteratively: a deep
+    document must not hit the recursion limit here either)."""
+    stack = [(obj, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is None:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return False
+
+
 def parse_payload(content_type: str, body: bytes, file_fields: set[str]):
     media = content_type.split(";")[0].strip().lower()
     if media == "multipart/form-data":
@@ -102,6 +120,11 @@ def parse_payload(content_type: str, body: bytes, file_fields: set[str]):
             obj = json.loads(body)
         except ValueError as exc:  # includes UnicodeDecodeError
             raise _bad(f"malformed JSON body: {exc}") from None
+        except RecursionError:  # nested beyond the interpreter's own limit
+            raise _bad(_TOO_DEEP) from None
+        # counting brackets is cheap and rules out deep nesting for nearly every body
+        if body.count(b"[") + body.count(b"{") > MAX_JSON_DEPTH and too_deep(obj, MAX_JSON_DEPTH):
+            raise _bad(_TOO_DEEP)
         if not isinstance(obj, dict):
             raise _bad("JSON body must be an object")
         return ("json", obj)

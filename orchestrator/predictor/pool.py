@@ -10,9 +10,17 @@ Contract (every method runs on the front's event loop; no threads):
   503 ``OVERLOADED`` when ``config.waiting_limit`` requests already wait for a worker
   (nothing is queued; ``retry_after`` = the seconds the queue needs to drain at the recent
   service time, ``retry_after_seconds``), 503 ``NOT_READY`` (closing, or no worker ready: all restarting),
-  504 ``TIMEOUT`` (queue wait + run over ``timeout``), 500 ``WORKER_DIED``.
+  504 ``TIMEOUT`` (queue wait + run over ``timeout``), 500 ``WORKER_DIED``, 400
+  ``BAD_REQUEST`` for a payload that cannot be sent to a worker (e.g. too deeply nested
+  to pickle): nothing between taking a request off the queue and sending it can strand
+  the request or leave its worker marked busy.
 * Cancelling ``submit`` (the client went away) drops a request that still waits: it is
   never run. One already running finishes (its worker is single-threaded).
+* Every dispatched request has a deadline (its ``timeout`` from arrival) kept by the
+  pool itself, not only by the caller: a worker still holding a request past it is
+  killed and replaced even when the client is gone, so a hung request cannot wedge it.
+* ``reserve()`` / ``unreserve()``: a place for a request whose body is still being read,
+  so the front answers 503 ``OVERLOADED`` before reading when every place is taken.
 * A request goes to whichever worker is idle (per request, not per connection), oldest
   first. With ``config.batch_size`` > 1 an idle worker takes up to that many waiting
   requests at once, and waits for more at most ``batch_delay_ms`` counted from the arrival
@@ -74,13 +82,22 @@ def retry_after_seconds(queued: int, workers: int, service_s: float) -> int:
     return max(1, min(60, math.ceil(queued * service_s / max(1, workers))))
 
 
-class _Job:
-    __slots__ = ("id", "payload", "future", "worker", "queued_at", "started_at")
+def _serialisable(payload) -> bool:
+    try:
+        protocol.frame(payload)
+        return True
+    except Exception:
+        return False
 
-    def __init__(self, job_id: int, payload, future: asyncio.Future, now: float):
+
+class _Job:
+    __slots__ = ("id", "payload", "future", "worker", "queued_at", "started_at", "deadline")
+
+    def __init__(self, job_id: int, payload, future: asyncio.Future, now: float, timeout: float):
         self.id, self.payload, self.future, self.queued_at = job_id, payload, future, now
         self.worker: _Worker | None = None
         self.started_at = 0.0
+        self.deadline = now + timeout
 
 
 class _Worker:
@@ -90,10 +107,22 @@ class _Worker:
         self.jobs: dict[int, _Job] = {}
         self.load_error: tuple | None = None
         self.killed_reason: str | None = None
+        self.watchdog: asyncio.TimerHandle | None = None
 
     def send(self, message) -> None:
         if not self.writer.is_closing():
             self.writer.writelines(protocol.frame(message))
+
+    def kill(self, reason: str) -> None:
+        """Kill the process; its exit fails its requests and starts a replacement."""
+        if self.proc.returncode is None:
+            self.killed_reason = self.killed_reason or reason
+            self.proc.kill()
+
+    def disarm(self) -> None:
+        if self.watchdog is not None:
+            self.watchdog.cancel()
+            self.watchdog = None
 
 
 class WorkerPool:
@@ -112,6 +141,7 @@ class WorkerPool:
         self._tasks: set[asyncio.Task] = set()
         self._backoff = 1.0
         self._service_s = 0.0  # moving average of recent requests' run time (dispatch to answer)
+        self._reading = 0  # requests admitted whose body is still being read
 
     # -- state ----------------------------------------------------------------------------
     def ready_workers(self) -> int:
@@ -126,6 +156,21 @@ class WorkerPool:
     def would_wait(self) -> bool:
         """True when a request submitted now would queue rather than go to a worker at once."""
         return bool(self._pending) or self.config.batch_size > 1 or self._idle_worker() is None
+    def reserve(self) -> None:
+        """Hold a place for a request before its body is read; raises ``overloaded()``
+        when the queue and the workers are full (answer without reading). Pair with
+        ``unreserve()``."""
+        if self._jobs_open + self._reading >= self.config.waiting_limit + self.config.workers * self.config.batch_size:
+            raise self.overloaded()
+        self._reading += 1
+
+    def overloaded(self) -> PoolError:
+        retry = retry_after_seconds(self._jobs_open, self.config.workers, self._service_s)
+        return PoolError(503, protocol.OVERLOADED, f"{len(self._pending)} requests already wait for a worker "
+                         f"(queue size {self.config.waiting_limit}); retry in {retry} s", retry_after=retry)
+
+    def unreserve(self) -> None:
+        self._reading -= 1
 
     def load(self) -> tuple[int, int]:
         """``(requests waiting, requests running)``."""
@@ -174,10 +219,8 @@ class WorkerPool:
         if not self.accepting():
             raise PoolError(503, protocol.NOT_READY, f"model config {self.config.id} has no ready worker", 1)
         if len(self._pending) >= self.config.waiting_limit and not self._idle_worker():
-            retry = retry_after_seconds(self._jobs_open, self.config.workers, self._service_s)
-            raise PoolError(503, protocol.OVERLOADED, f"{len(self._pending)} requests already wait for a worker "
-                            f"(queue size {self.config.waiting_limit}); retry in {retry} s", retry_after=retry)
-        job = _Job(next(self._ids), payload, self._loop.create_future(), self._loop.time())
+            raise self.overloaded()
+        job = _Job(next(self._ids), payload, self._loop.create_future(), self._loop.time(), timeout)
         self._jobs_open += 1
         self._pending.append(job)
         self._dispatch()
@@ -196,8 +239,7 @@ class WorkerPool:
             self._pending.remove(job)
             self._finish(job)
         elif job.worker is not None and kill_reason and job.id in job.worker.jobs:
-            job.worker.killed_reason = kill_reason
-            job.worker.proc.kill()  # its exit fails the batch and starts a replacement
+            job.worker.kill(kill_reason)
 
     def _finish(self, job: _Job, status: int | None = None, timings: dict | None = None) -> None:
         self._jobs_open -= 1
@@ -224,15 +266,42 @@ class WorkerPool:
                 if self._timer is None:
                     self._timer = self._loop.call_at(wake_at, self._on_timer)
                 return
-            jobs = [self._pending.popleft() for _ in range(take)]
+            jobs = self._send(worker, [self._pending.popleft() for _ in range(take)])
+            if not jobs:
+                continue  # every request of this batch was refused; the worker is still idle
             now = self._loop.time()
             for job in jobs:
                 job.worker, job.started_at = worker, now
                 worker.jobs[job.id] = job
             worker.state = "busy"
+            worker.watchdog = self._loop.call_at(max(job.deadline for job in jobs), self._overdue, worker)
             if self.metrics is not None and self.config.batch_size > 1:
-                self.metrics.observe_batch(self.config.id, take)
+                self.metrics.observe_batch(self.config.id, len(jobs))
+
+    def _send(self, worker: _Worker, jobs: list[_Job]) -> list[_Job]:
+        """Send ``jobs`` to ``worker``; return those sent. A request that cannot be
+        serialised is failed on its own (400) and the rest of its batch is still sent."""
+        try:
             worker.send(("predict", [(job.id, job.payload) for job in jobs]))
+            return jobs
+        except Exception as exc:  # RecursionError, PicklingError, ...
+            failure = exc
+        sendable = [job for job in jobs if _serialisable(job.payload)]
+        for job in jobs:
+            if job not in sendable or len(sendable) == len(jobs):  # no culprit found: fail them all
+                self._refuse(job, failure)
+        return self._send(worker, sendable) if 0 < len(sendable) < len(jobs) else []
+
+    def _refuse(self, job: _Job, exc: Exception) -> None:
+        if not job.future.done():
+            job.future.set_exception(PoolError(400, protocol.BAD_REQUEST, "the request cannot be passed to a worker "
+                                               f"({type(exc).__name__}); send a less deeply nested document"))
+        self._finish(job)
+
+    def _overdue(self, worker: _Worker) -> None:
+        worker.watchdog = None
+        if worker.jobs:
+            worker.kill(f"request(s) {', '.join(map(str, worker.jobs))} still running past their deadline")
 
     def _on_timer(self) -> None:
         self._timer = None
@@ -291,6 +360,7 @@ class WorkerPool:
             job = worker.jobs.pop(msg[1], None)
             if not worker.jobs:
                 worker.state = "idle"
+                worker.disarm()
             if job is not None:
                 took = self._loop.time() - job.started_at
                 self._service_s = took if not self._service_s else self._service_s + 0.2 * (took - self._service_s)
@@ -301,6 +371,7 @@ class WorkerPool:
 
     def _on_exit(self, worker: _Worker, was: str, code: int) -> None:
         worker.state = "dead"
+        worker.disarm()
         self._workers.remove(worker)
         for job in worker.jobs.values():
             if not job.future.done():

@@ -34,6 +34,7 @@ import uvicorn
 
 from orchestrator.predictor.app import AppState, create_app
 from orchestrator.predictor.config import ConfigError, read_service
+from orchestrator.predictor.guard import guarded_protocol
 from orchestrator.predictor.metrics import Metrics
 from orchestrator.predictor.pool import LoadFailed
 from orchestrator.predictor.router import Router
@@ -138,6 +139,8 @@ async def run(settings) -> int:
     app = create_app(router, state, metrics, name=settings.name, request_timeout=settings.request_timeout,
                      max_body_bytes=settings.max_body_bytes, token=settings.token)
     config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="off",
+                            http=guarded_protocol(settings.header_timeout, settings.body_timeout,
+                                                  settings.max_connections),
                             timeout_keep_alive=200,  # ModelArts asks for long keep-alive
                             timeout_graceful_shutdown=int(settings.request_timeout) + 5)
     server = uvicorn.Server(config)
