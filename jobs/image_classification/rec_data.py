@@ -25,11 +25,12 @@ class DataError(ValueError):
 
 
 def find_rec(data_dir, split):
-    """(rec_path, idx_path or None) for split 'train'/'val', or None when absent."""
+    """(rec_path, idx_path or None) for split 'train'/'val', or None when absent or empty
+    (im2rec --val-ratio 0 writes an empty val.rec, which ImageRecordIter cannot open)."""
     candidates = [os.path.join(data_dir, split + ".rec")]
     candidates += sorted(glob.glob(os.path.join(data_dir, "*_" + split + ".rec")))
     for rec in candidates:
-        if os.path.isfile(rec):
+        if os.path.isfile(rec) and os.path.getsize(rec) > 0:
             idx = rec[:-4] + ".idx"
             return rec, (idx if os.path.isfile(idx) else None)
     return None
