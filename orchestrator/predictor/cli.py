@@ -17,6 +17,7 @@ import sys
 
 from orchestrator.predictor.config import ConfigError, ModelConfig, parse_config, read_service
 from orchestrator.predictor.loader import SERVICE_FILE
+from orchestrator.version import VersionAction
 
 TOKEN_ENV = "PREDICTOR_AUTH_TOKEN"
 
@@ -44,6 +45,7 @@ class Settings:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m orchestrator.predictor",
                                 description="Serve ModelArts MXNet model packages over HTTP.")
+    p.add_argument("--version", action=VersionAction)
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--model-dir", help="one package: folder with customize_service.py")
     src.add_argument("--config", help="service file: several packages with weights (JSON, see config.py); "
