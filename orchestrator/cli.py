@@ -1,4 +1,4 @@
-"""``python -m orchestrator``: run, validate, plan, status, logs, cleanup, schema.
+"""``python -m orchestrator``: run, validate, plan, status, logs, cleanup, args, schema.
 
 Exit codes: 0 success, 1 a step failed (after teardown), 2 the user's input is wrong
 (one message naming file, line and key; no traceback), 130 interrupted.
@@ -33,7 +33,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
+    from .version import VersionAction
     p = argparse.ArgumentParser(prog="orchestrator", description=__doc__.splitlines()[0])
+    p.add_argument("--version", action=VersionAction)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(name: str, func, help_: str, pipeline: bool = False) -> argparse.ArgumentParser:
@@ -70,6 +72,10 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--dry-run", action="store_true", help="only list what would be removed")
     sp.add_argument("--run", help="only this run")
     sp.add_argument("--json", action="store_true")
+    sp = sub.add_parser("args", help="list the arguments a training job declares (its arguments.json)")
+    sp.add_argument("code_dir", nargs="*", type=Path, help="job folders (default: the project's jobs)")
+    sp.add_argument("--markdown", action="store_true", help="Markdown tables, as in docs/jobs.md")
+    sp.set_defaults(func=cmd_args)
     sp = sub.add_parser("schema", help="print the JSON Schema of pipeline.yaml (for editors)")
     sp.add_argument("--output", type=Path)
     sp.set_defaults(func=cmd_schema)
@@ -98,6 +104,8 @@ def cmd_run(args) -> int:
         for run_id in _unfinished_runs(pipeline.ledger, pipeline.plan.pipeline):
             console.print(f"note: run {run_id} of this pipeline did not finish and left resources: "
                           f"`run {args.pipeline} --resume {run_id}` continues it, `cleanup --run {run_id}` removes them")
+    if pipeline.plan.data.split:
+        console.print(f"data: {pipeline.plan.data.split}")
     code = 0
     try:
         with display if not args.json else _Null():
@@ -233,6 +241,25 @@ def cmd_cleanup(args) -> int:
         for f in failed:
             print(f"  failed: {f}", file=sys.stderr)
     return StepFailed.exit_code if failed else 0
+
+
+def cmd_args(args) -> int:
+    from . import jobdocs
+    from .jobargs import DOC, declaration
+    found = jobdocs.project_declarations() if not args.code_dir else []
+    for folder in args.code_dir:
+        if not folder.is_dir():
+            raise UserError(f"{folder} is not a folder", hint="name a training code folder (train.code_dir)")
+        decl = declaration(folder)
+        if decl is None:
+            raise UserError(f"{folder} declares no arguments (it has no arguments.json)",
+                            hint=f"its hyperparameters are passed as they are; {DOC} shows the format")
+        found.append((str(folder), decl))
+    if args.markdown:
+        sys.stdout.write(jobdocs.markdown(found))
+    else:
+        sys.stdout.write("\n".join(jobdocs.text(folder, decl) for folder, decl in found))
+    return 0
 
 
 def cmd_schema(args) -> int:

@@ -9,6 +9,9 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from jobs.data.image_folder import FolderError, list_classes, split_items
+
+from . import jobargs
 from .backends.base import JobSpec, ModelSpec, ServiceConfig, ServiceSpec
 from .errors import UserError
 from .notes import backend_notes
@@ -27,7 +30,8 @@ TASK_DEFAULTS = {
 # shared.py): shipped next to its boot file, since ModelArts gets only the code folder.
 SHARED_FILES = {
     "jobs/face_recognition": ("jobs/data/face_rec_reader.py", "jobs/data/face_bin.py",
-                              "jobs/image_classification/storage.py", "jobs/image_classification/job_common.py"),
+                              "jobs/image_classification/storage.py", "jobs/image_classification/job_common.py",
+                              "jobs/image_classification/job_args.py"),
 }
 STEPS = ("prepare", "upload", "train", "import_model", "deploy", "predict", "teardown")
 
@@ -45,6 +49,7 @@ class DataPlan:
     resize: int
     quality: int
     workers: int
+    split: str | None = None           # what the split takes from the user's folder (pack mode)
 
     @property
     def images_dir(self) -> Path:
@@ -57,7 +62,7 @@ class DataPlan:
 
 @dataclass(frozen=True)
 class PredictPlan:
-    images: str                        # "holdout" or a path
+    images: str                        # "holdout" or an absolute path (scored by sub-folder names)
     limit: int | None
     min_accuracy: float | None
 
@@ -128,8 +133,9 @@ def build_plan(spec: PipelineSpec, config: ConfigSpec, *, spec_path: Path, confi
         raise UserError("predict.images is 'holdout' but data.test_ratio is 0, so nothing is held out",
                         where=_where(spec_path, "data.test_ratio"),
                         hint="set data.test_ratio (e.g. 0.1) or point predict.images at a folder")
-    if spec.predict.images != "holdout":
-        _existing_path(base, spec.predict.images, "predict.images", spec_path)
+    predict_images = spec.predict.images
+    if predict_images != "holdout":
+        predict_images = str(_existing_path(base, predict_images, "predict.images", spec_path))
 
     defaults = TASK_DEFAULTS[spec.data.task]          # what a face pipeline runs unless told otherwise
     train_dir = spec.train.code_dir if "code_dir" in spec.train.model_fields_set else defaults["code_dir"]
@@ -141,6 +147,7 @@ def build_plan(spec: PipelineSpec, config: ConfigSpec, *, spec_path: Path, confi
     if not (code_dir / spec.train.boot_file).is_file():
         raise UserError(f"train.boot_file '{spec.train.boot_file}' is not in {code_dir}",
                         where=_where(spec_path, "train.boot_file"))
+    args_note = jobargs.check(code_dir, spec.train.hyperparameters, lambda key: _where(spec_path, key))
     include = tuple(str(REPO_ROOT / f) for job, files in SHARED_FILES.items()
                     if code_dir == (REPO_ROOT / job).resolve() for f in files)
     if inference_code:
@@ -170,8 +177,8 @@ def build_plan(spec: PipelineSpec, config: ConfigSpec, *, spec_path: Path, confi
         raise UserError(f"--strict: profile '{profile_name}' would not run this pipeline as written:\n  - "
                         + "\n  - ".join(emulated), where=str(spec_path),
                         hint="use a profile that runs it for real, change the settings named, or drop --strict")
-    notes = tuple(info + emulated)
-    predict = PredictPlan(spec.predict.images, spec.predict.limit, spec.predict.min_accuracy)
+    notes = tuple(info + ([args_note] if args_note else []) + emulated)
+    predict = PredictPlan(predict_images, spec.predict.limit, spec.predict.min_accuracy)
     run_dir = root / "runs" / run_id
     plan_args = dict(run_id=run_id, pipeline=spec.name, spec_path=spec_path.resolve(), profile=profile_name,
                      backend=prof.backend, root=root, run_dir=run_dir, data=data, job=job, model=model,
@@ -192,9 +199,34 @@ def _data_plan(spec: PipelineSpec, base: Path, spec_path: Path, work_dir: Path, 
         source_dir = _existing_dir(base, d.source, "data.source", spec_path)
         mode = "prepared" if any(source_dir.glob("*.rec")) else "pack"
     generate = (d.faces if d.task == "face" else d.generate) if mode == "generate" else None
+    val_ratio = 0.0 if d.task == "face" else d.val_ratio    # the face packer has no validation split
+    split = _split_summary(source_dir, d.task, val_ratio, d.test_ratio, spec_path) if mode == "pack" else None
     return DataPlan(task=d.task, mode=mode, generate=generate, source_dir=source_dir, work_dir=work_dir,
                     data_uri=data_uri, val_ratio=d.val_ratio, test_ratio=d.test_ratio, resize=d.resize,
-                    quality=d.quality, workers=d.workers)
+                    quality=d.quality, workers=d.workers, split=split)
+
+
+def _split_summary(folder: Path, task: str, val_ratio: float, test_ratio: float, spec_path: Path) -> str:
+    """What packing takes from the user's folder, counted exactly as the packer splits it."""
+    one, kind = ("identity", "identities") if task == "face" else ("class", "classes")
+    try:
+        names, items = list_classes(str(folder))
+    except FolderError as exc:
+        raise UserError(f"data.source: {exc}", where=_where(spec_path, "data.source"),
+                        hint=f"point data.source at a folder with one sub-folder of images per {one}") from None
+    empty = sorted(set(names) - {names[label] for _, label in items})
+    if empty:
+        raise UserError(f"data.source: {len(empty)} of the {len(names)} {one} folders in {folder} hold no "
+                        f"images: {', '.join(empty[:5])}" + (" ..." if len(empty) > 5 else ""),
+                        where=_where(spec_path, "data.source"),
+                        hint=f"remove the empty folders (each sub-folder becomes a {one}) or add images "
+                             "(.jpg .jpeg .png .bmp)")
+    counts = {s: len(v) for s, v in split_items(items, val_ratio, test_ratio, seed=0).items()}
+    taken = [f"{counts['val']} ({val_ratio:.0%}, data.val_ratio) for validation"] if val_ratio else []
+    taken += [f"{counts['test']} ({test_ratio:.0%}, data.test_ratio) held out for predict"] if test_ratio else []
+    return (f"{folder}: {len(items)} images in {len(names)} {kind}; "
+            + (f"the split takes {' and '.join(taken)}, " if taken else "")
+            + f"{counts['train']} images train")
 
 
 def _prepare_details(data: DataPlan) -> tuple[str, ...]:
@@ -203,10 +235,10 @@ def _prepare_details(data: DataPlan) -> tuple[str, ...]:
     g = data.generate
     if data.task == "face":
         source = (f"generate {g.identities} identities x {g.images_per_identity} faces, {g.pairs} verification pairs "
-                  f"of {g.verify_identities} other identities (seed {g.seed})" if g else f"use face folder {data.source_dir}")
+                  f"of {g.verify_identities} other identities (seed {g.seed})" if g else f"use face folder {data.split}")
         return source, f"pack face RecordIO (held out {data.test_ratio:.0%}) in {data.work_dir}"
     source = (f"generate {g.classes} classes x {g.images_per_class} images (seed {g.seed})" if g
-              else f"use image folder {data.source_dir}")
+              else f"use image folder {data.split}")
     return source, (f"pack RecordIO (val {data.val_ratio:.0%}, held out {data.test_ratio:.0%}, "
                     f"shorter edge {data.resize or 'kept'}) in {data.work_dir}")
 
@@ -226,7 +258,8 @@ def _steps(spec, data: DataPlan, job: JobSpec, model: ModelSpec, service: Servic
                                                  else ""),)),
         Step("deploy", "Deploy", (f"service {service.name}: flavour {cfg.flavor} x {cfg.instance_count}"
                                   + (f", stops itself after {service.ttl_s:.0f}s (ttl)" if service.ttl_s else ""),)),
-        Step("predict", "Predict", (("held-out test images" if predict.images == "holdout" else predict.images)
+        Step("predict", "Predict", (("held-out test images" if predict.images == "holdout" else
+                                     f"images under {predict.images} (scored when their sub-folder is a class name)")
                                     + (f", at most {predict.limit}" if predict.limit else "")
                                     + (f", fail below {predict.min_accuracy:.0%} accuracy" if predict.min_accuracy else ""),)),
         Step("teardown", "Tear down", (f"when: {spec.teardown.when}; deletes service, model, job, "

@@ -129,8 +129,8 @@ def test_triplet_finetuning_from_the_softmax_checkpoint(arcface_run, data, tmp_p
 
 
 @pytest.mark.parametrize("args,message", [
-    (["--network=vgg16"], "unknown network"),
-    (["--mining=semi_hard"], "--mining: unknown mining strategy"),
+    (["--network=vgg16"], "--network must be one of iresnet, resnet"),
+    (["--mining=semi_hard"], "--mining must be one of batch_all, batch_random"),
     (["--target=cfp_fp"], "no cfp_fp.bin"),
     (["--loss=triplet", "--pretrained=nowhere,3"], "nowhere-0003.params not found"),
     (["--image_size=100,100"], "multiples of 16"),

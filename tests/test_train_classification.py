@@ -133,7 +133,9 @@ def test_bad_data_url_exits_2_with_one_line(tmp_path):
     (["--num_layers=19"], "--num_layers 19 is not supported"),
     (["--num_classes=5"], "labels.txt"),
     (["--inference_dir=/nonexistent"], "customize_service.py and config.json not found"),
-    (["--num_epochs=two"], "invalid int value"),
+    (["--num_epochs=two"], "--num_epochs/--num-epochs: expected a whole number, got 'two'"),
+    (["--num_epochs=0"], "--num_epochs must be >= 1, got 0"),
+    (["--resume=sometimes"], "--resume must be one of auto, no"),
 ])
 def test_bad_arguments_exit_2(data_dir, tmp_path, args, message):
     proc = run_train(f"--data_url={data_dir}", f"--train_url={tmp_path / 'o'}",
@@ -215,3 +217,18 @@ def test_killed_job_resumes_from_its_last_checkpoint(data_dir, tmp_path):
     assert trained == list(range(begin, max(done) + 2))
     epochs = json.loads((out / "metrics.json").read_text())["epochs"]
     assert [e["epoch"] for e in epochs] == list(range(max(done) + 2))
+
+
+def test_data_packed_without_a_validation_split_trains(tmp_path):
+    """`data.val_ratio: 0` makes im2rec write an empty val.rec; the job trains without
+    validation instead of failing inside ImageRecordIter."""
+    gen.generate(tmp_path / "images", classes=2, images_per_class=6, seed=0, min_size=40, max_size=48,
+                 progress=False)
+    i2r.im2rec(tmp_path / "images", tmp_path / "rec", val_ratio=0.0, test_ratio=0.0, resize=36, seed=0,
+               workers=1, progress=False)
+    assert (tmp_path / "rec" / "val.rec").stat().st_size == 0
+    proc = run_train(f"--data_url={tmp_path / 'rec'}", f"--train_url={tmp_path / 'out'}", "--num_epochs=1",
+                     "--export_model=False", *TINY)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    epochs = json.loads((tmp_path / "out" / "metrics.json").read_text())["epochs"]
+    assert len(epochs) == 1 and epochs[0]["val_accuracy"] is None

@@ -39,7 +39,8 @@ import cv2
 import numpy as np
 
 from jobs.data.face_rec_reader import FaceRec, FaceRecError  # noqa: F401 (public API)
-from jobs.data.im2rec import Im2RecError, _encode, _worker_init, list_classes, split_items
+from jobs.data.image_folder import FolderError, list_classes, split_items
+from jobs.data.im2rec import _encode, _worker_init
 
 MAX_RECORDS = 2 ** 24  # header labels are float32
 
@@ -207,7 +208,7 @@ def pack_folder(src, out, test_ratio=0.1, seed=0, workers=1, image_size=(112, 11
                            f"identity folder); choose a folder outside it")
     try:
         names, items = list_classes(src)
-    except Im2RecError as e:
+    except FolderError as e:
         raise FaceRecError(str(e).replace("class", "identity")) from None
     splits = split_items(items, 0.0, test_ratio, seed)
     train = sorted(splits["train"])                # identity order, then file order

@@ -2,10 +2,11 @@
 
 ``face_rec_reader`` (FaceRec) and ``face_bin`` (load_bin) live in ``jobs/data/``,
 ``storage`` (obs:// data_url/train_url through moxing) and ``job_common`` (argument
-parsing, logging, context, atomic files, the package swap) in ``jobs/image_classification/``.
+parsing, logging, context, atomic files, the package swap) and ``job_args`` (the arguments.json
+declaration) in ``jobs/image_classification/``.
 They are imported from the ``jobs`` package when it is importable (installed, or this
 folder still inside the repository) and otherwise from copies next to train.py: upload
-those four files with this folder when ModelArts gets only the code folder.
+those five files with this folder when ModelArts gets only the code folder.
 """
 import importlib
 import importlib.util
@@ -14,7 +15,8 @@ import sys
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PACKAGES = {"face_rec_reader": "jobs.data", "face_bin": "jobs.data",
-            "storage": "jobs.image_classification", "job_common": "jobs.image_classification"}
+            "storage": "jobs.image_classification", "job_common": "jobs.image_classification",
+            "job_args": "jobs.image_classification"}
 
 
 class SharedModuleError(ImportError):

@@ -29,23 +29,6 @@ class StrictParser(argparse.ArgumentParser):
         raise ArgError(message)
 
 
-def str2bool(text):
-    value = str(text).strip().lower()
-    if value in ("1", "true", "yes", "y", "on"):
-        return True
-    if value in ("0", "false", "no", "n", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true/false, got {text!r}")
-
-
-def add_arg(parser, *names, **kwargs):
-    """--name for every name, plus its dashed twin (--na-me); dest is the first name."""
-    flags = []
-    for name in names:
-        flags += ["--" + name] + (["--" + name.replace("_", "-")] if "_" in name else [])
-    parser.add_argument(*flags, dest=names[0], **kwargs)
-
-
 def setup_logging():
     """INFO to stdout (the orchestrator parses it), WARNING and above to stderr."""
     root = logging.getLogger()
