@@ -39,10 +39,13 @@ def backend_notes(spec: PipelineSpec, config: ConfigSpec, prof, job: JobSpec,
         known = config.flavors.get(flavor)
         (emulated if known is None or known.gpus else info).extend(local_notes(config, flavor, what))
     emulated += _distributed_notes(job)
-    if "runtime" in spec.model.model_fields_set:
-        emulated.append(f"model.runtime '{spec.model.runtime}' is emulated: the predictor runs on this machine's Python "
-                        "with the MXNet runtime's compatibility layer (a package whose config.json says python2.7 "
-                        "loads in the Python 2.7 compatibility mode)")
+    runtime = spec.model.runtime
+    if runtime and runtime.startswith("python2"):
+        emulated.append(f"model.runtime '{runtime}' is emulated: the service runs on this machine's Python 3 in the "
+                        "Python 2.7 compatibility mode (print statements, xrange, map(...)[0], ... rewritten in memory)")
+    elif runtime:
+        emulated.append(f"model.runtime '{runtime}' runs on this machine's Python 3 with MXNet 1.9.1 "
+                        "(ModelArts' MXNet runtimes have MXNet 1.2.1)")
     if prof.backend == "modelarts":
         info.insert(0, f"ModelArts endpoint {prof.endpoints()[0]} is on this machine (the emulator): jobs and services "
                        "run here, through the real SDKs and wire protocols")

@@ -24,7 +24,7 @@ from typing import Callable
 
 import psutil
 
-from . import factory, failpoints, predictions
+from . import factory, failpoints, model_package, predictions
 from .backends.base import BackendError, JobRef, ModelRef, ServiceRef
 from .files import tail
 from .errors import Interrupted, StepFailed, UserError
@@ -80,8 +80,8 @@ class Pipeline:
                 info["resumed"] = True
                 return data.packed_dir
             g = data.generate
-            if data.mode == "prepared":
-                pass                                  # existing .rec/.idx files are uploaded as they are
+            if data.mode in ("prepared", "raw"):
+                pass                                  # existing .rec/.idx files (or any data) are uploaded as they are
             elif data.task == "face" and g:           # the generator packs too (train identities + pairs .bin)
                 self._tool("generate", ["jobs.data.generate_faces", "--out", str(data.work_dir), "--identities",
                                         str(g.identities), "--images-per-identity", str(g.images_per_identity),
@@ -106,7 +106,12 @@ class Pipeline:
         with self._step("upload") as info:
             prefix = self.plan.data.data_uri.rsplit("/data/", 1)[0] + "/"
             rid = self.earlier.intend("object_prefix", prefix, {})   # unchanged files are skipped: resumes
-            stats = self.backend.storage.put(str(self.plan.data.packed_dir), self.plan.data.data_uri)
+            data = self.plan.data
+            stats = self.backend.storage.put(str(data.packed_dir), data.data_uri)
+            if data.mode == "prepared" and data.labels and not (data.packed_dir / "labels.txt").is_file():
+                labels = data.work_dir / "labels.txt"   # data.labels, for jobs that read the class names
+                labels.write_text("".join(name + "\n" for name in data.labels))
+                self.backend.storage.put(str(labels), data.data_uri + "labels.txt")
             self.ledger.created(rid, prefix)
             info.update(files=stats.files, skipped=stats.skipped, bytes=stats.bytes)
             return self.plan.data.data_uri
@@ -138,8 +143,18 @@ class Pipeline:
             if self.model is not None:
                 info["resumed"] = True
                 return self.model
+            if self.plan.model_code:   # model/ = training output + model.inference_code (under the run prefix)
+                info["files"] = model_package.assemble(self.backend.storage, self.plan.output_uri, self.plan.model_code,
+                                                       self.plan.data.work_dir, spec.source_location)
             rid = self.earlier.intend("model", spec.name, {"key": self.plan.key("import_model")})
-            self.model = self.backend.import_model(spec)
+            try:
+                self.model = self.backend.import_model(spec)
+            except BackendError as exc:
+                if self.plan.model_code or "is missing from the model/ folder" not in str(exc):
+                    raise
+                raise StepFailed("import_model", f"{exc}\nhint: set model.inference_code in {self.plan.spec_path.name} "
+                                 "to the folder holding customize_service.py and config.json: the import step then "
+                                 "builds model/ from the training output and that folder") from exc
             self.ledger.created(rid, self.model.id)
             return self.model
 
@@ -166,7 +181,7 @@ class Pipeline:
             cases = predictions.cases(self.plan)
             results = []
             for i, case in enumerate(cases):
-                result = predictions.send(self.backend, self.service, case)
+                result = predictions.send(self.backend, self.service, case, self.plan.data.labels)
                 results.append(result)
                 failpoints.hit("predict:running")
                 self._emit("prediction", "predict", result.get("error") or result["predicted_label"],
@@ -174,8 +189,16 @@ class Pipeline:
             summary = predictions.summarise(results)
             predictions.write(self.plan.run_dir / "predictions.jsonl", results)
             info.update(summary)
+            if summary["errors"] > self.plan.predict.max_error_rate * summary["count"]:
+                first = next(r["error"] for r in results if r.get("error"))
+                raise StepFailed("predict", f"{summary['errors']} of {summary['count']} requests failed "
+                                 f"(max_error_rate {self.plan.predict.max_error_rate:.0%}); the first: {first}",
+                                 log=str(self.plan.run_dir / "predictions.jsonl"))
             minimum = self.plan.predict.min_accuracy
-            if minimum is not None and (summary["accuracy"] or 0) < minimum:
+            if minimum is not None and summary["accuracy"] is None:
+                raise StepFailed("predict", f"min_accuracy is {minimum:.0%} but no answer could be scored "
+                                 "(no expected labels, or answers of an unknown shape: see predictions.jsonl)")
+            if minimum is not None and summary["accuracy"] < minimum:
                 raise StepFailed("predict", f"accuracy {summary['accuracy']:.1%} is below min_accuracy {minimum:.0%}")
             return summary
 
@@ -310,7 +333,7 @@ class Pipeline:
     def _keep_model_copy(self) -> None:
         target = self.plan.run_dir / "model"
         try:
-            self.backend.storage.get(self.plan.output_uri + "model/", str(target))
+            self.backend.storage.get(self.plan.model.source_location.rstrip("/") + "/model/", str(target))
             self.report.paths["model"] = str(target)
         except (BackendError, UserError, OSError) as exc:
             self._log(f"could not keep a copy of the model package: {exc}")

@@ -17,6 +17,7 @@ from .errors import UserError
 from .notes import backend_notes
 from .stepkeys import step_keys
 from .yamlsource import line_of, load_with_lines
+from .predictions import IMAGE_EXTS
 from .spec import ConfigSpec, FaceGenerateSpec, GenerateSpec, PipelineSpec, TeardownSection
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -39,7 +40,7 @@ STEPS = ("prepare", "upload", "train", "import_model", "deploy", "predict", "tea
 @dataclass(frozen=True)
 class DataPlan:
     task: str                          # classification | face
-    mode: str                          # generate | pack (an image folder) | prepared (existing .rec files)
+    mode: str                          # generate | pack (an image folder) | prepared (existing .rec files) | raw
     generate: GenerateSpec | FaceGenerateSpec | None
     source_dir: Path | None
     work_dir: Path                     # temporary: generated images and packed RecordIO
@@ -50,6 +51,7 @@ class DataPlan:
     quality: int
     workers: int
     split: str | None = None           # what the split takes from the user's folder (pack mode)
+    labels: tuple[str, ...] | None = None   # class names by label index (data.labels or the source's labels.txt)
 
     @property
     def images_dir(self) -> Path:
@@ -57,7 +59,7 @@ class DataPlan:
 
     @property
     def packed_dir(self) -> Path:
-        return self.source_dir if self.mode == "prepared" else self.work_dir / "packed"
+        return self.source_dir if self.mode in ("prepared", "raw") else self.work_dir / "packed"
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,7 @@ class PredictPlan:
     images: str                        # "holdout" or an absolute path (scored by sub-folder names)
     limit: int | None
     min_accuracy: float | None
+    max_error_rate: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -92,6 +95,7 @@ class Plan:
     notes: tuple[str, ...]
     steps: tuple[Step, ...]
     keys: tuple[tuple[str, str], ...] = ()    # (step, key): see stepkeys.py
+    model_code: Path | None = None            # model.inference_code: model/ is assembled from it at import
 
     def key(self, step: str) -> str:
         return dict(self.keys).get(step, "")
@@ -125,6 +129,10 @@ def build_plan(spec: PipelineSpec, config: ConfigSpec, *, spec_path: Path, confi
     prefix = f"obs://{spec.bucket}/{spec.name}/{run_id}"
 
     data = _data_plan(spec, base, spec_path, work_dir=root / "tmp" / run_id, data_uri=f"{prefix}/data/")
+    if spec.predict.images == "holdout" and data.mode == "raw":
+        raise UserError(f"data.source {data.source_dir} is uploaded as it is (raw data), so no images are held out "
+                        "for the predict step", where=_where(spec_path, "predict.images"),
+                        hint="point predict.images at a folder (or file) of test images")
     if spec.predict.images == "holdout" and data.mode == "prepared":
         raise UserError(f"data.source {data.source_dir} holds packed RecordIO files, so no images are held out "
                         "for the predict step", where=_where(spec_path, "predict.images"),
@@ -136,11 +144,15 @@ def build_plan(spec: PipelineSpec, config: ConfigSpec, *, spec_path: Path, confi
     predict_images = spec.predict.images
     if predict_images != "holdout":
         predict_images = str(_existing_path(base, predict_images, "predict.images", spec_path))
+        if data.mode == "prepared":
+            _check_label_names(data, Path(predict_images), spec_path)
 
     defaults = TASK_DEFAULTS[spec.data.task]          # what a face pipeline runs unless told otherwise
     train_dir = spec.train.code_dir if "code_dir" in spec.train.model_fields_set else defaults["code_dir"]
+    own_job = "code_dir" not in spec.train.model_fields_set or _resolve(base, train_dir, REPO_ROOT) == (
+        REPO_ROOT / defaults["code_dir"]).resolve()
     inference_code = (spec.train.inference_code if "inference_code" in spec.train.model_fields_set
-                      else defaults["inference_code"])
+                      else defaults["inference_code"] if own_job else None)   # never merged into a user's code
     algorithm = (spec.model.model_algorithm if "model_algorithm" in spec.model.model_fields_set
                  else defaults["model_algorithm"])
     code_dir = _existing_dir(base, train_dir, "train.code_dir", spec_path, fallback=REPO_ROOT)
@@ -161,9 +173,11 @@ def build_plan(spec: PipelineSpec, config: ConfigSpec, *, spec_path: Path, confi
         envs=tuple(spec.train.envs.items()), max_runtime_s=spec.train.max_runtime,
         include_dirs=include, image=_image(spec.train.image, prof))
     model_name = spec.model.name or spec.name
+    model_code = (_existing_dir(base, spec.model.inference_code, "model.inference_code", spec_path)
+                  if spec.model.inference_code else None)
     model = ModelSpec(name=f"{model_name}-{run_id}", version=spec.model.version, run_id=run_id,
-                      source_location=job.train_url, model_algorithm=algorithm,
-                      runtime=spec.model.runtime, image=_image(spec.model.image, prof))
+                      source_location=f"{prefix}/model-package/" if model_code else job.train_url,
+                      model_algorithm=algorithm, runtime=spec.model.runtime, image=_image(spec.model.image, prof))
     service = ServiceSpec(
         name=f"{spec.service.name or spec.name}-{run_id}-svc", run_id=run_id, deploy_timeout_s=spec.service.deploy_timeout,
         ttl_s=spec.service.ttl,
@@ -178,13 +192,15 @@ def build_plan(spec: PipelineSpec, config: ConfigSpec, *, spec_path: Path, confi
                         + "\n  - ".join(emulated), where=str(spec_path),
                         hint="use a profile that runs it for real, change the settings named, or drop --strict")
     notes = tuple(info + ([args_note] if args_note else []) + emulated)
-    predict = PredictPlan(predict_images, spec.predict.limit, spec.predict.min_accuracy)
+    predict = PredictPlan(predict_images, spec.predict.limit, spec.predict.min_accuracy,
+                          spec.predict.max_error_rate)
     run_dir = root / "runs" / run_id
     plan_args = dict(run_id=run_id, pipeline=spec.name, spec_path=spec_path.resolve(), profile=profile_name,
                      backend=prof.backend, root=root, run_dir=run_dir, data=data, job=job, model=model,
-                     service=service, predict=predict, teardown=spec.teardown, notes=notes)
-    keys = step_keys(data, REPO_ROOT / "jobs" / "data", job, model, service, predict)
-    return Plan(**plan_args, steps=_steps(spec, data, job, model, service, predict), keys=tuple(keys.items()))
+                     service=service, predict=predict, teardown=spec.teardown, notes=notes, model_code=model_code)
+    keys = step_keys(data, REPO_ROOT / "jobs" / "data", job, model, service, predict, model_code)
+    return Plan(**plan_args, steps=_steps(spec, data, job, model, service, predict, model_code),
+                keys=tuple(keys.items()))
 
 
 def _image(chosen: str | None, prof) -> str:
@@ -197,13 +213,17 @@ def _data_plan(spec: PipelineSpec, base: Path, spec_path: Path, work_dir: Path, 
     source_dir, mode = None, "generate"
     if d.source != "generated":
         source_dir = _existing_dir(base, d.source, "data.source", spec_path)
-        mode = "prepared" if any(source_dir.glob("*.rec")) else "pack"
+        mode = _data_mode(d.format, source_dir, spec_path)
+    elif d.format not in ("auto", "images"):
+        raise UserError(f"data.format '{d.format}' needs a data.source folder", where=_where(spec_path, "data.format"),
+                        hint="set data.source to your data folder, or drop data.format")
     generate = (d.faces if d.task == "face" else d.generate) if mode == "generate" else None
     val_ratio = 0.0 if d.task == "face" else d.val_ratio    # the face packer has no validation split
     split = _split_summary(source_dir, d.task, val_ratio, d.test_ratio, spec_path) if mode == "pack" else None
     return DataPlan(task=d.task, mode=mode, generate=generate, source_dir=source_dir, work_dir=work_dir,
                     data_uri=data_uri, val_ratio=d.val_ratio, test_ratio=d.test_ratio, resize=d.resize,
-                    quality=d.quality, workers=d.workers, split=split)
+                    quality=d.quality, workers=d.workers, split=split,
+                    labels=_labels(d.labels, source_dir, base, spec_path))
 
 
 def _split_summary(folder: Path, task: str, val_ratio: float, test_ratio: float, spec_path: Path) -> str:
@@ -229,9 +249,53 @@ def _split_summary(folder: Path, task: str, val_ratio: float, test_ratio: float,
             + f"{counts['train']} images train")
 
 
+def _data_mode(fmt: str, source: Path, spec_path: Path) -> str:
+    """prepared (.rec files), pack (one sub-folder of images per class) or raw (anything else, as it is)."""
+    has_rec = any(source.glob("*.rec"))
+    if fmt == "recordio" and not has_rec:
+        raise UserError(f"data.format is recordio but {source} holds no .rec file", where=_where(spec_path, "data.format"),
+                        hint="point data.source at the folder of your .rec/.idx files, or use format: raw")
+    if fmt == "raw":
+        return "raw"
+    if fmt == "recordio" or (fmt == "auto" and has_rec):
+        return "prepared"
+    classes = [p for p in source.iterdir() if p.is_dir() and any(
+        f.suffix.lower() in IMAGE_EXTS for f in p.rglob("*"))]
+    if classes or fmt == "images":
+        return "pack"
+    return "raw"
+
+
+def _labels(value, source: Path | None, base: Path, spec_path: Path) -> tuple[str, ...] | None:
+    if isinstance(value, str):
+        path = _existing_path(base, value, "data.labels", spec_path)
+        value = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    elif value is None and source is not None and (source / "labels.txt").is_file():
+        value = [line.strip() for line in (source / "labels.txt").read_text().splitlines() if line.strip()]
+    return tuple(value) if value else None
+
+
+def _check_label_names(data: DataPlan, images: Path, spec_path: Path) -> None:
+    """Packed RecordIO knows its classes by number only; class-folder names of the test images
+    can be scored only when a labels list says which number each name is."""
+    names = {p.name for p in images.iterdir() if p.is_dir()} if images.is_dir() else set()
+    if not names or data.labels is None and all(n.isdigit() for n in names):
+        return
+    unknown = sorted(names - set(data.labels or ()))
+    if data.labels is None or unknown:
+        what = ("has no labels.txt, so its numeric labels cannot be matched with" if data.labels is None
+                else f"labels do not name {', '.join(unknown[:5])}, so they cannot be matched with")
+        raise UserError(f"data.source {data.source_dir} {what} the class folders of {images}",
+                        where=_where(spec_path, "data.labels"),
+                        hint="set data.labels to the class names in label order (a list, or a file with one name "
+                             "per line, as im2rec.py's .lst numbered them: sorted folder names)")
+
+
 def _prepare_details(data: DataPlan) -> tuple[str, ...]:
     if data.mode == "prepared":
         return (f"use the RecordIO files in {data.source_dir} as they are",)
+    if data.mode == "raw":
+        return (f"upload {data.source_dir} as it is (raw data: no packing, no held-out images)",)
     g = data.generate
     if data.task == "face":
         source = (f"generate {g.identities} identities x {g.images_per_identity} faces, {g.pairs} verification pairs "
@@ -243,7 +307,8 @@ def _prepare_details(data: DataPlan) -> tuple[str, ...]:
                     f"shorter edge {data.resize or 'kept'}) in {data.work_dir}")
 
 
-def _steps(spec, data: DataPlan, job: JobSpec, model: ModelSpec, service: ServiceSpec, predict: PredictPlan):
+def _steps(spec, data: DataPlan, job: JobSpec, model: ModelSpec, service: ServiceSpec, predict: PredictPlan,
+           model_code: Path | None = None):
     hp = " ".join(f"--{k}={v}" for k, v in job.hyperparameters) or "(script defaults)"
     cfg = service.configs[0]
     return (
@@ -255,7 +320,10 @@ def _steps(spec, data: DataPlan, job: JobSpec, model: ModelSpec, service: Servic
                                 f"outputs to {job.train_url}")),
         Step("import_model", "Import model", (f"model {model.name} {model.version} from {model.source_location}model/"
                                               + (f" as model_type Image, served by {model.image}" if model.image
-                                                 else ""),)),
+                                                 else "")
+                                              + (f" (the training output's symbol and latest params + {model_code})"
+                                                 if model_code else ""),
+                                              f"runtime {model.runtime or 'from config.json (python2.7 when unset)'}")),
         Step("deploy", "Deploy", (f"service {service.name}: flavour {cfg.flavor} x {cfg.instance_count}"
                                   + (f", stops itself after {service.ttl_s:.0f}s (ttl)" if service.ttl_s else ""),)),
         Step("predict", "Predict", (("held-out test images" if predict.images == "holdout" else

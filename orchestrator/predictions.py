@@ -48,7 +48,9 @@ def _folder(root: Path) -> list[dict]:
     return out
 
 
-def send(backend, service, case: dict) -> dict:
+def send(backend, service, case: dict, labels: tuple[str, ...] | None = None) -> dict:
+    """POST one image; the result records the answer and, when both are known, whether the
+    predicted label is the expected one (by name, or by index into ``labels``)."""
     path = Path(case["path"])
     result = {"file": str(path), "expected": case["expected"], "predicted_label": None, "correct": None}
     try:
@@ -56,20 +58,96 @@ def send(backend, service, case: dict) -> dict:
     except (BackendError, OSError) as exc:
         return {**result, "status": None, "error": str(exc)}
     result.update(status=answer.status, seconds=round(answer.seconds, 4))
+    body = answer.body
     if answer.status != 200:
-        return {**result, "error": answer.body.get("error_msg") or json.dumps(answer.body)[:200]}
-    label = answer.body.get("predicted_label")
-    scores = answer.body.get("scores") or [[label, None]]
-    result.update(predicted_label=label, score=scores[0][1])
+        message = body.get("error_msg") if isinstance(body, dict) else None
+        return {**result, "error": message or json.dumps(body)[:200]}
+    label, score = interpret(body)
+    if label is None:   # an answer shape we do not know: kept, not scored
+        return {**result, "answer": body, "unscored": True}
+    result.update(predicted_label=label, score=score)
     if case["expected"] is not None:
-        result["correct"] = label == case["expected"]
+        result["correct"] = matches(label, case["expected"], labels)
     return result
+
+
+_LABEL_KEYS = ("predicted_label", "label", "class", "class_name", "predicted_class", "prediction", "category", "name")
+_SCORE_KEYS = ("probability", "score", "confidence", "prob")
+_WRAPPERS = ("result", "results", "data", "resp_data", "predictions", "output", "outputs")
+
+
+def interpret(body, depth: int = 0) -> tuple[str | None, float | None]:
+    """``(label, score)`` from the answer shapes services commonly give: ``{"predicted_label",
+    "scores": [[label, p], ...]}``, top-k ``scores`` alone, a list of ``{class|label,
+    probability|score}``, a list of ``[label, p]`` pairs, ``{"result": ...}``-style wrappers,
+    or a bare label; ``(None, None)`` for anything else."""
+    if depth > 3:
+        return None, None
+    if isinstance(body, bool) or body is None:
+        return None, None
+    if isinstance(body, (str, int, float)):
+        return _name(body), None
+    if isinstance(body, dict):
+        label = next((body[k] for k in _LABEL_KEYS if _is_label(body.get(k))), None)
+        score = next((body[k] for k in _SCORE_KEYS if _is_number(body.get(k))), None)
+        if label is not None:
+            if score is None:
+                score = interpret(body.get("scores"), depth + 1)[1] if isinstance(body.get("scores"), list) else None
+            return _name(label), score
+        for key in ("scores", *_WRAPPERS):
+            if key in body:
+                found = interpret(body[key], depth + 1)
+                if found[0] is not None:
+                    return found
+        return None, None
+    if isinstance(body, list) and body:
+        ranked = [_entry(item) for item in body]
+        if all(entry is not None for entry in ranked):
+            best = max(ranked, key=lambda e: -1.0 if e[1] is None else e[1]) if any(
+                e[1] is not None for e in ranked) else ranked[0]
+            return best
+        if len(body) == 1:
+            return interpret(body[0], depth + 1)
+    return None, None
+
+
+def _entry(item) -> tuple[str, float | None] | None:
+    """One candidate of a list answer: ``{"class": c, "probability": p}`` or ``[c, p]``."""
+    if isinstance(item, dict):
+        label = next((item[k] for k in _LABEL_KEYS if _is_label(item.get(k))), None)
+        score = next((item[k] for k in _SCORE_KEYS if _is_number(item.get(k))), None)
+        return None if label is None else (_name(label), score)
+    if isinstance(item, (list, tuple)) and len(item) == 2 and _is_label(item[0]) and _is_number(item[1]):
+        return _name(item[0]), float(item[1])
+    return None
+
+
+def _is_label(value) -> bool:
+    return isinstance(value, (str, int, float)) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _name(value) -> str:
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)          # a class index sent as 2.0
+    return str(value)
+
+
+def matches(label: str, expected: str, labels: tuple[str, ...] | None) -> bool:
+    """The predicted label names the expected class, or is its index in ``labels``."""
+    if label == expected:
+        return True
+    return bool(labels) and expected in labels and label == str(labels.index(expected))
 
 
 def summarise(results: list[dict]) -> dict:
     scored = [r for r in results if r["correct"] is not None]
     latencies = sorted(r["seconds"] for r in results if r.get("seconds") is not None)
     return {"count": len(results), "errors": sum(1 for r in results if r.get("error")),
+            "unscored": sum(1 for r in results if r.get("unscored")),
             "correct": sum(1 for r in scored if r["correct"]),
             "accuracy": (sum(1 for r in scored if r["correct"]) / len(scored)) if scored else None,
             "latency_p50_ms": round(statistics.median(latencies) * 1000, 1) if latencies else None,

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from .errors import UserError
 from .yamlsource import line_of, load_with_lines
 
+MXNET_RUNTIMES = ("python2.7", "python3.6", "python3.7")   # ModelArts' MXNet model runtimes (model import)
 NAME = r"^[a-z][a-z0-9-]{1,38}[a-z0-9]$"
 # An SWR image with an explicit tag: swr.<region>.myhuaweicloud.com/<organization>/<name>:<tag>
 IMAGE = r"^[a-z0-9][a-z0-9.-]*(:\d+)?/[a-z0-9][a-z0-9._-]*/[a-z0-9][a-z0-9._/-]*:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"
@@ -71,7 +72,14 @@ class DataSpec(Strict):
         "classification", description="'classification' packs im2rec RecordIO; 'face' packs insightface's face "
                                       "RecordIO (identity table, property) with a verification .bin")
     source: str = Field("generated", description="'generated'; a folder with one sub-folder of images per class "
-                                                 "(or identity); or a folder of existing .rec/.idx files, uploaded as is")
+                                                 "(or identity); or a folder of existing .rec/.idx files, uploaded as is; "
+                                                 "or any folder with format: raw")
+    format: Literal["auto", "images", "recordio", "raw"] = Field(
+        "auto", description="what data.source holds: 'auto' detects class folders of images or .rec files and "
+                            "uploads anything else as it is; 'raw' always uploads the folder as it is")
+    labels: list[str] | str | None = Field(
+        None, description="class names by label index for RecordIO packed without labels.txt (e.g. by MXNet's "
+                          "im2rec.py): a list, or a file with one name per line")
     generate: GenerateSpec = GenerateSpec()
     faces: FaceGenerateSpec = FaceGenerateSpec()
     val_ratio: float = Field(0.2, ge=0.0, lt=0.9)
@@ -88,7 +96,8 @@ class TrainSpec(Strict):
     inference_code: str | None = Field("inference/image_classification",
                                        description="folder whose customize_service.py and config.json are shipped "
                                                    "with the training code, for export_model (default: the "
-                                                   "project's for data.task); null for none")
+                                                   "project's for data.task when code_dir is the project's job; "
+                                                   "else none)")
     flavor: str = "modelarts.vm.cpu.8u"
     instance_count: int = Field(1, ge=1, le=8, description="nodes; > 1 trains with MXNet's parameter server "
                                 "(--kv_store=dist_sync unless set; batch_size is per worker)")
@@ -114,9 +123,20 @@ class ModelSection(Strict):
     name: str | None = Field(None, pattern=NAME)
     version: str = Field("0.0.1", pattern=r"^\d+\.\d+\.\d+$")
     model_algorithm: str = Field("image_classification", description="default: face_recognition when data.task is face")
-    runtime: str = "python3.7"
+    runtime: str | None = Field(None, description="the model's runtime: python2.7, python3.6 or python3.7 (ModelArts' "
+                                "MXNet runtimes); default: config.json's runtime, python2.7 when it has none")
     image: str | None = Field(None, pattern=IMAGE, description=IMAGE_HELP + "the model is imported as "
                               "model_type Image and served by it (default: the profile's image)")
+    inference_code: str | None = Field(None, description="folder with customize_service.py and config.json (and any "
+                                       "other files of model/); the import step builds model/ from the training "
+                                       "output's symbol and latest params plus this folder")
+
+    @field_validator("runtime")
+    @classmethod
+    def _runtime(cls, value: str | None) -> str | None:
+        if value is not None and value not in MXNET_RUNTIMES:
+            raise ValueError(f"'{value}' is not one of ModelArts' MXNet runtimes ({', '.join(MXNET_RUNTIMES)})")
+        return value
 
 
 class ServiceSection(Strict):
@@ -136,6 +156,8 @@ class PredictSection(Strict):
     images: str = Field("holdout", description="'holdout' (the data's test split) or a folder/file of images")
     limit: int | None = Field(None, ge=1)
     min_accuracy: float | None = Field(None, ge=0.0, le=1.0, description="fail the run below this accuracy")
+    max_error_rate: float = Field(0.0, ge=0.0, le=1.0, description="fail the run when more than this share of "
+                                  "the requests get an error (default 0: any error fails it)")
 
 
 class TeardownSection(Strict):

@@ -43,7 +43,7 @@ def tree(path: Path | str, content: bool) -> str:
 
 
 def step_keys(data, tools_dir: Path, job: JobSpec, model: ModelSpec, service: ServiceSpec,
-              predict) -> dict[str, str]:
+              predict, model_code: Path | None = None) -> dict[str, str]:
     """{step: key} for the data plan, job, model, service and predict plan of one run."""
     source = tree(data.source_dir, content=False) if data.source_dir else None
     generate = data.generate.model_dump() if data.generate else None
@@ -52,7 +52,7 @@ def step_keys(data, tools_dir: Path, job: JobSpec, model: ModelSpec, service: Se
     upload = digest("upload", prepare, data.data_uri)
     code = [tree(job.code_dir, content=True)] + [tree(d, content=True) for d in job.include_dirs]
     train = digest("train", upload, asdict(job), code)
-    imported = digest("import_model", train, asdict(model))
+    imported = digest("import_model", train, asdict(model), tree(model_code, content=True) if model_code else None)
     deploy = digest("deploy", imported, asdict(service))
     return {"prepare": prepare, "upload": upload, "train": train, "import_model": imported, "deploy": deploy,
             "predict": digest("predict", deploy, asdict(predict))}

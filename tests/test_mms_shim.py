@@ -164,10 +164,27 @@ def test_py2_compat_hook_supplies_builtins(tmp_path):
         class S(MXNetBaseService):
             def _inference(self, data): return SQUARES
     """)
-    with pytest.raises(NameError):
-        loader.load_service(str(folder), "py2")
+    with pytest.raises(NameError):   # the model import's runtime wins over the default
+        loader.load_service(str(folder), "py2", runtime="python3.7")
     service, _ = loader.load_service(str(folder), "py2", py2_compat=True)
     assert service.inference({}) == [0, 1, 4]
+
+
+def test_a_package_without_runtime_is_python27_as_on_modelarts(tmp_path):
+    folder = write_service(tmp_path / "py2", """
+        from mms.model_service.mxnet_model_service import MXNetBaseService
+        class S(MXNetBaseService):
+            def _inference(self, data):
+                return [map(lambda x: x * 2, [1, 2])[0]]
+    """)
+    (folder / "config.json").write_text('{"model_type": "MXNet", "model_algorithm": "x"}')
+    service, _ = loader.load_service(str(folder), "py2")
+    assert service.inference({}) == [2]
+    (folder / "config.json").write_text('{"model_type": "MXNet", "model_algorithm": "x", "runtime": "python3.6"}')
+    with pytest.raises(TypeError, match="not subscriptable"):
+        loader.load_service(str(folder), "py2")[0].inference({})
+    service, _ = loader.load_service(str(folder), "py2", runtime="python2.7")   # model.runtime wins
+    assert service.inference({}) == [2]
 
 
 # -- the base chain and the default _inference ---------------------------------------------

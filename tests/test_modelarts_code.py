@@ -45,8 +45,9 @@ def test_python2_service_needs_the_compat_mode(tmp_path):
     fixed = translate(source)
     compile(fixed, "customize_service.py", "exec")
     assert "print(" in fixed and "range(len(data))" in fixed and ".items()" in fixed
-    # Without runtime python2.7 in config.json the loader says what to do.
+    # A package that says it is Python 3 gets a message saying what to do.
     (tmp_path / "customize_service.py").write_text(source)
+    (tmp_path / "config.json").write_text('{"runtime": "python3.6"}')
     with pytest.raises(loader.PackageError, match='"runtime": "python2.7"'):
         loader.load_service(str(tmp_path), "caltech")
 

@@ -65,9 +65,16 @@ def packed_like_mxnet_im2rec(image_folder: Path, out: Path) -> Path:
 def test_existing_recordio_files_are_uploaded_as_they_are(tmp_path, image_folder):
     packed = packed_like_mxnet_im2rec(image_folder, tmp_path / "packed")
     before = {p.name: p.read_bytes() for p in packed.iterdir()}
-    path = tiny_pipeline(tmp_path, data={"source": str(packed)}, predict={"images": str(image_folder), "limit": 6},
-                         train={"hyperparameters": {"num_layers": 20, "image_shape": "3,32,32", "num_epochs": 1,
-                                                    "batch_size": 8, "num_classes": 3}})
+    sections = dict(predict={"images": str(image_folder), "limit": 6},
+                    train={"hyperparameters": {"num_layers": 20, "image_shape": "3,32,32", "num_epochs": 1,
+                                               "batch_size": 8, "num_classes": 3}})
+    # im2rec numbers the classes; without their names the test folders' names cannot be scored
+    path = tiny_pipeline(tmp_path, data={"source": str(packed)}, **sections)
+    with pytest.raises(UserError, match="numeric labels cannot be matched") as err:
+        load_plan(path, None, None)
+    assert "data.labels" in err.value.hint
+    path = tiny_pipeline(tmp_path, data={"source": str(packed), "labels": ["Airplanes", "Motorbikes", "faces_easy"]},
+                         **sections)
     plan, _, _ = load_plan(path, None, None)
     assert plan.data.mode == "prepared" and plan.steps[0].details[0].startswith("use the RecordIO files")
     result = cli("run", str(path), "--json", cwd=tmp_path)
@@ -75,6 +82,9 @@ def test_existing_recordio_files_are_uploaded_as_they_are(tmp_path, image_folder
     report = json.loads(result.stdout)
     assert report["steps"]["upload"]["files"] == 4
     assert report["steps"]["predict"]["count"] == 6 and report["steps"]["predict"]["errors"] == 0
+    answers = [json.loads(line) for line in (Path(report["paths"]["run_dir"]) / "predictions.jsonl").open()]
+    assert all(a["correct"] is not None for a in answers), "every answer is scored through data.labels"
+    assert {a["predicted_label"] for a in answers} <= {"Airplanes", "Motorbikes", "faces_easy"}
     assert {p.name: p.read_bytes() for p in packed.iterdir()} == before, "the user's files are left alone"
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Iterable, Protocol
+from typing import Any, Iterable, Protocol
 
 JOB_TERMINAL = frozenset({"Completed", "Failed", "Terminated"})   # after Creating -> Pending -> Running
 
@@ -62,7 +62,7 @@ class ModelSpec:
     source_location: str           # obs:// prefix whose model/ folder is the package
     model_type: str = "MXNet"
     model_algorithm: str = "image_classification"
-    runtime: str = "python3.7"
+    runtime: str | None = None     # None: the package's config.json decides (ModelArts: python2.7 when unset)
     image: str = ""                # custom image (SWR URL): imported as model_type Image, served by the image
 
 
@@ -101,7 +101,7 @@ class ServiceRef:
 @dataclass(frozen=True)
 class Prediction:
     status: int
-    body: dict
+    body: Any                      # the answer's JSON: usually an object, but a list or scalar is valid too
     seconds: float
 
 

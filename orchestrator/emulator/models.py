@@ -60,7 +60,7 @@ class Models:
             ref = self.local.import_model(ModelSpec(name=name, version=version, run_id=match.group(0) if match else "",
                                                     source_location=local_uri, model_type=body["model_type"],
                                                     model_algorithm=body.get("model_algorithm") or "",
-                                                    runtime=body.get("runtime") or "python2.7"))
+                                                    runtime=body.get("runtime")))   # None: config.json's
             self.local.storage.delete(local_uri)
         finally:
             shutil.rmtree(staged, ignore_errors=True)

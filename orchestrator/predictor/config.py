@@ -5,11 +5,12 @@ The service file (``--config FILE``; the local backend writes it) is JSON::
     {"generation": 3,
      "configs": [{"id": "m-v1", "model_dir": "/abs/model", "weight": 90, "workers": 2,
                   "envs": {"input_data_shape": "0,3,224,224"},
-                  "batch_size": 1, "batch_delay_ms": 5, "queue_size": 16}, ...]}
+                  "batch_size": 1, "batch_delay_ms": 5, "queue_size": 16, "runtime": "python2.7"}, ...]}
 
 Only ``id`` and ``model_dir`` are required. ``weight`` is relative (ModelArts asks for a
 sum of 100; any positive sum works here; 0 = loaded but sent no traffic). ``generation``
-increases with every change so a caller can tell when a reload was applied.
+increases with every change so a caller can tell when a reload was applied. ``runtime``
+overrides the package's config.json (ModelArts' model import ``runtime``).
 ``parse_service`` / ``read_service`` raise ``ConfigError`` naming the offending key.
 """
 
@@ -22,7 +23,7 @@ from dataclasses import dataclass
 from orchestrator.predictor.loader import SERVICE_FILE
 
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-_KEYS = {"id", "model_dir", "weight", "workers", "envs", "batch_size", "batch_delay_ms", "queue_size"}
+_KEYS = {"id", "model_dir", "weight", "workers", "envs", "batch_size", "batch_delay_ms", "queue_size", "runtime"}
 
 
 class ConfigError(ValueError):
@@ -46,6 +47,7 @@ class ModelConfig:
     batch_size: int = 1            # 1 = no dynamic batching
     batch_delay_ms: float = 5.0    # counted from the first queued request of a batch
     queue_size: int | None = None  # requests waiting for a worker; None = 8 per worker
+    runtime: str = ""              # "" = the package's config.json runtime (python2.7 when unset)
 
     @property
     def waiting_limit(self) -> int:
@@ -85,7 +87,14 @@ def parse_config(doc, where: str = "config") -> ModelConfig:
         id=doc["id"], model_dir=model_dir, weight=_int(doc.get("weight", 100), f"{where}.weight", 0),
         workers=_int(doc.get("workers", 1), f"{where}.workers", 1), envs=tuple(sorted(envs.items())),
         batch_size=_int(doc.get("batch_size", 1), f"{where}.batch_size", 1), batch_delay_ms=float(delay),
-        queue_size=None if queue is None else _int(queue, f"{where}.queue_size", 0))
+        queue_size=None if queue is None else _int(queue, f"{where}.queue_size", 0),
+        runtime=_runtime(doc.get("runtime", ""), f"{where}.runtime"))
+
+
+def _runtime(value, where: str) -> str:
+    if value not in ("", "python2.7", "python3.6", "python3.7"):
+        raise ConfigError(f"{where}: must be python2.7, python3.6 or python3.7, got {value!r}")
+    return value
 
 
 def parse_service(doc) -> tuple[int, tuple[ModelConfig, ...]]:

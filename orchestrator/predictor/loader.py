@@ -13,7 +13,9 @@ Contract:
   or ``_postprocess``. None or several -> ``PackageError`` (the predictor exits with 2).
 * ``service_style(cls)``: ``"legacy"`` when the class's own ``__init__`` takes a manifest
   (``(model_name, model_dir, manifest, gpu=None)``), else ``"new"``.
-* ``load_service(model_dir, model_name, py2_compat=False)`` -> ``(service, style)``.
+* ``load_service(model_dir, model_name, py2_compat=False, runtime="")`` -> ``(service, style)``.
+  The runtime is ``runtime`` (the model import's), else config.json's, else ``python2.7``
+  (ModelArts' default); a python2 runtime loads the service in the compatibility mode.
   Legacy classes get ``(model_name, model_dir, manifest)`` with the manifest built by
   ``mms.manifest.build_manifest`` from the folder and ``os.environ`` (``input_data_name``
   ...); new ones ``(model_name, model_dir)`` and build the same manifest lazily.
@@ -31,6 +33,7 @@ import sys
 from . import py2compat
 
 MODULE_NAME = "customize_service"
+DEFAULT_RUNTIME = "python2.7"   # ModelArts: a config.json without "runtime" is the Python 2.7 runtime
 SERVICE_FILE = "customize_service.py"
 
 
@@ -114,10 +117,11 @@ def service_style(cls: type) -> str:
     return "legacy" if len(positional) >= 3 else "new"
 
 
-def load_service(model_dir: str, model_name: str, py2_compat: bool = False):
+def load_service(model_dir: str, model_name: str, py2_compat: bool = False, runtime: str = ""):
     """Import the package's service class and instantiate it; returns ``(service, style)``."""
     model_dir = os.path.abspath(model_dir)
-    py2_compat = py2_compat or package_runtime(model_dir).startswith("python2")
+    runtime = runtime or package_runtime(model_dir) or DEFAULT_RUNTIME
+    py2_compat = py2_compat or runtime.startswith("python2")
     module = import_service_module(model_dir, py2_compat=py2_compat)
     cls = find_service_class(module)
     style = service_style(cls)

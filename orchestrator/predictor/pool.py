@@ -314,7 +314,8 @@ class WorkerPool:
             end.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
         cmd = [sys.executable, "-m", "orchestrator.predictor.worker", "--fd", str(theirs.fileno()),
                "--model-dir", self.config.model_dir, "--name", self.name, "--parent-pid", str(os.getpid()),
-               "--batch-size", str(self.config.batch_size)] + (["--py2-compat"] if self.py2_compat else [])
+               "--batch-size", str(self.config.batch_size)] + (["--py2-compat"] if self.py2_compat else []) + (
+               ["--runtime", self.config.runtime] if self.config.runtime else [])
         try:
             proc = await asyncio.create_subprocess_exec(*cmd, pass_fds=[theirs.fileno()], cwd=self.config.model_dir,
                                                         env=self.env, stdin=subprocess.DEVNULL)

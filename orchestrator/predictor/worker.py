@@ -35,12 +35,12 @@ def _die_with_parent(parent_pid: int | None) -> None:
         os._exit(1)  # the front died before we armed the signal
 
 
-def _load(conn: Connection, model_dir: str, name: str, py2_compat: bool, batch_size: int):
+def _load(conn: Connection, model_dir: str, name: str, py2_compat: bool, batch_size: int, runtime: str = ""):
     from orchestrator.predictor import loader
     from orchestrator.predictor.handler import Runner
 
     try:
-        service, style = loader.load_service(model_dir, name, py2_compat=py2_compat)
+        service, style = loader.load_service(model_dir, name, py2_compat=py2_compat, runtime=runtime)
         runner = Runner(service, style)
         if batch_size > 1 and not runner.batching:
             raise loader.PackageError(
@@ -56,8 +56,9 @@ def _load(conn: Connection, model_dir: str, name: str, py2_compat: bool, batch_s
     return runner
 
 
-def serve(conn: Connection, model_dir: str, name: str, py2_compat: bool, batch_size: int = 1) -> int:
-    runner = _load(conn, model_dir, name, py2_compat, batch_size)
+def serve(conn: Connection, model_dir: str, name: str, py2_compat: bool, batch_size: int = 1,
+          runtime: str = "") -> int:
+    runner = _load(conn, model_dir, name, py2_compat, batch_size, runtime)
     if runner is None:
         return 1
     while True:
@@ -92,6 +93,7 @@ def main(argv=None) -> int:
     parser.add_argument("--parent-pid", type=int)
     parser.add_argument("--py2-compat", action="store_true")
     parser.add_argument("--batch-size", type=int, default=1)
+    parser.add_argument("--runtime", default="", help="overrides config.json's runtime (python2.7 when unset)")
     args = parser.parse_args(argv)
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, signal.SIG_IGN)
@@ -99,7 +101,8 @@ def main(argv=None) -> int:
     conn = Connection(args.fd)
     os.chdir(args.model_dir)
     try:
-        return serve(conn, os.path.abspath(args.model_dir), args.name, args.py2_compat, args.batch_size)
+        return serve(conn, os.path.abspath(args.model_dir), args.name, args.py2_compat, args.batch_size,
+                     args.runtime)
     finally:
         conn.close()
 

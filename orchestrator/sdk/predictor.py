@@ -84,7 +84,7 @@ class Predictor:
         if answer.status != 200:
             self.failed_times += 1
             raise BackendError(f"service {self.service_name} answered {answer.status}: "
-                               f"{answer.body.get('error_msg') or answer.body}")
+                               f"{(answer.body.get('error_msg') if isinstance(answer.body, dict) else None) or answer.body}")
         return answer.body
 
     def get_service_info(self) -> dict:

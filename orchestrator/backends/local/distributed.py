@@ -64,7 +64,9 @@ def node_env(job: dict, node: int, job_dir: Path, code: Path) -> dict[str, str]:
             "MA_CURRENT_IP": LOOPBACK, "MA_NUM_GPUS": "0", "MA_TASK_NAME": "worker",
             "MA_JOB_DIR": str(code.parent), "MA_LOG_DIR": str(job_dir / "logs"),
             "MA_CURRENT_INSTANCE_NAME": f"{job['name']}-worker-{node}",
-            "DLS_TASK_INDEX": index, "DLS_TASK_NUMBER": str(count), "ORCHESTRATOR_OBS_ROOT": job["store_root"]}
+            "DLS_TASK_INDEX": index, "DLS_TASK_NUMBER": str(count), "DLS_APP_URL": str(code),
+            "DLS_DATA_URL": job["data_url"], "DLS_TRAIN_URL": job["train_url"],
+            "ORCHESTRATOR_OBS_ROOT": job["store_root"]}
 
 
 def dmlc_env(role: Role, instance_count: int, port: int) -> dict[str, str]:

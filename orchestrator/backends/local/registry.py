@@ -5,6 +5,8 @@
 registers anything: ``model/config.json`` (model_type, model_algorithm, apis with a POST
 ``/``), ``customize_service.py``, one ``*-symbol.json`` and its ``*.params``. A package
 that fails validation ends in state ``failed`` with a message naming the problem.
+A ``ModelSpec.runtime`` (the import API's ``runtime``) is kept in ``<model_id>/import.json``
+and wins over the package's ``config.json``; without either the runtime is python2.7.
 """
 
 from __future__ import annotations
@@ -81,6 +83,8 @@ class Registry:
             problems = validate_package(dest / "model")
             if problems:
                 raise BackendError(f"model package {source} is invalid: " + "; ".join(problems))
+            if spec.runtime:
+                (dest / "import.json").write_text(json.dumps({"runtime": spec.runtime}))
         except Exception as exc:
             self._set(model_id, "failed", str(exc))
             raise
@@ -97,6 +101,13 @@ class Registry:
         if row is None or row[1] != "published":
             raise BackendError(f"model {model_id} is not a published model")
         return Path(row[0]) / "model"
+
+    def runtime(self, model_id: str) -> str:
+        """The runtime given at import ('' when the package's config.json decides)."""
+        try:
+            return json.loads((self.path(model_id).parent / "import.json").read_text()).get("runtime") or ""
+        except (OSError, ValueError):
+            return ""
 
     def delete(self, model_id: str) -> None:
         with closing(self._connect()) as con, con:

@@ -59,7 +59,8 @@ class Services:
         if any(c.instance_count < 1 for c in configs):
             raise BackendError("instance_count must be at least 1")
         return [ModelConfig(id=c.model_id, model_dir=str(self.registry.path(c.model_id)), weight=c.weight,
-                            workers=c.instance_count, envs=tuple(sorted(c.envs))) for c in configs]
+                            workers=c.instance_count, envs=tuple(sorted(c.envs)),
+                            runtime=self.registry.runtime(c.model_id)) for c in configs]
 
     def deploy(self, spec: ServiceSpec) -> ServiceRef:
         models = self._predictor_configs(spec.configs)

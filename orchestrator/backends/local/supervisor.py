@@ -33,6 +33,13 @@ from .storage import LocalObjectStore
 # Outputs are copied to train_url this often while the job runs (checkpoints survive a crash).
 SYNC_S = float(os.environ.get("ORCHESTRATOR_OUTPUT_SYNC_S", "10"))
 STOP = threading.Event()   # set by SIGTERM: stop the processes, record Terminated
+# Failures whose cause the log names better than the last lines: (marker in the log, hint).
+OBS_READ_HINT = ("\nhint: MXNet reads only local files here (ModelArts' MXNet engine was built with S3 support; "
+                 "the pip wheel is not). Copy the files to a local folder with moxing first and read them from "
+                 "there, as ModelArts tutorials do: import moxing as mox; mox.file.copy_parallel(args.data_url, "
+                 "local_dir)")
+HINTS = (("DMLC_USE_S3", OBS_READ_HINT), ("unknown filesystem protocol obs://", OBS_READ_HINT),
+         ("unknown filesystem protocol s3://", OBS_READ_HINT))
 EXIT_GRACE_S = 30.0        # servers and scheduler leave by themselves once the workers are done
 
 
@@ -92,7 +99,10 @@ class Cluster:
         self.procs: dict[str, tuple[subprocess.Popen, procs.ProcId]] = {}
         try:
             for role in self.roles:
-                env = procs.child_env(distributed.role_env(job, role, port, job_dir, code), pythonpath=[code])
+                # As on ModelArts: the code folder's parent is the working directory and on the
+                # import path (``from <code folder>.symbol import ...``), the code folder too.
+                env = procs.child_env(distributed.role_env(job, role, port, job_dir, code),
+                                      pythonpath=[code.parent, code])
                 cmd = distributed.role_command(role, command, int(job["instance_count"]))
                 log(job_dir, f"{role.name}: " + " ".join(cmd))
                 self.procs[role.name] = procs.spawn(cmd, log_path=self.logs / f"{role.name}.log", cwd=code.parent,
@@ -121,7 +131,8 @@ class Cluster:
         who = "the script" if len(self.roles) == 1 else name
         lines = [line for line in procs.tail(self.logs / f"{name}.log", 10).splitlines() if line.strip()]
         last = "\n".join(lines[-3:])
-        return f"{who} exited with code {code}" + (f"; last log lines:\n{last}" if last else "")
+        hint = next((h for marker, h in HINTS if marker in procs.tail(self.logs / f"{name}.log", 200)), "")
+        return f"{who} exited with code {code}" + (f"; last log lines:\n{last}" if last else "") + hint
 
     def wait_servers(self, timeout: float) -> None:
         deadline = time.time() + timeout

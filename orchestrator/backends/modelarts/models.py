@@ -54,9 +54,11 @@ class Models:
     def import_model(self, spec: ModelSpec) -> ModelRef:
         source = spec.source_location if spec.source_location.endswith("/") else spec.source_location + "/"
         body = {"model_name": spec.name, "model_version": spec.version, "source_location": self.source_url(source),
-                "model_type": spec.model_type, "model_algorithm": spec.model_algorithm, "runtime": spec.runtime,
+                "model_type": spec.model_type, "model_algorithm": spec.model_algorithm,
                 "execution_code": self.source_url(source + "model/customize_service.py"),
                 "description": f"orchestrator run {spec.run_id}"}
+        if spec.runtime:   # else ModelArts takes config.json's runtime (python2.7 when it has none)
+            body["runtime"] = spec.runtime
         if spec.image:          # served by the image: no runtime, no execution code
             config = self._as_image(spec, source)
             body = {**{k: v for k, v in body.items() if k not in ("runtime", "execution_code")},

@@ -125,8 +125,7 @@ class Services:
             body = resp.json()
         except ValueError:
             body = {"error_code": "ORCH.0001", "error_msg": resp.text[:200]}
-        return Prediction(resp.status_code, body if isinstance(body, dict) else {"result": body},
-                          time.perf_counter() - start)
+        return Prediction(resp.status_code, body, time.perf_counter() - start)   # any JSON value
 
     def delete(self, ref: ServiceRef) -> None:
         try:
