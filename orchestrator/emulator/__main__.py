@@ -29,6 +29,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--flavors", help="comma-separated flavours to accept (default: ModelArts' common ones)")
     p.add_argument("--max-jobs", type=int, default=8, help="training jobs at once before the quota error")
     p.add_argument("--max-services", type=int, default=8, help="services before the quota error")
+    p.add_argument("--image", action="append", default=[], metavar="SWR_URL=DIR",
+                   help="an image jobs and models may name (engine.image_url, swr_location), backed by a build "
+                        "context from `python -m orchestrator image build-context DIR`; repeatable")
     args = p.parse_args(argv)
     ak, sk = os.environ.get(AK_ENV), os.environ.get(SK_ENV)
     if not ak or not sk:
@@ -40,12 +43,18 @@ def main(argv: list[str] | None = None) -> int:
     from orchestrator.backends.local.backend import LocalBackend
     from orchestrator.backends.modelarts.storage import ObsStorage
 
+    from . import images
     from .jobs import Jobs
     from .models import Models
     from .records import FLAVORS
     from .server import Router, Server
     from .services import Services
 
+    try:
+        known = images.Images(images.parse(args.image))
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     root = args.root.resolve()
     root.mkdir(parents=True, exist_ok=True)
     flavors = tuple(args.flavors.split(",")) if args.flavors else FLAVORS
@@ -59,8 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     local = LocalBackend(root / "local")
     obs = ObsStorage(args.obs_endpoint, ak, sk, root / "obs-state", path_style=True, signature="v2",
                      verify_ssl=False)
-    jobs = Jobs(root, local, obs, args.obs_endpoint, flavors, args.max_jobs)
-    models = Models(root, local, obs, args.obs_endpoint, args.project_id)
+    jobs = Jobs(root, local, obs, args.obs_endpoint, flavors, args.max_jobs, known)
+    models = Models(root, local, obs, args.obs_endpoint, args.project_id, known)
     services = Services(root, local, models, address, args.project_id, flavors, args.max_services)
     for part in (jobs, models, services):
         part.routes(router)

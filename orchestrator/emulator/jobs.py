@@ -4,6 +4,8 @@ A created job is driven by a thread: Creating (``code_dir`` and the input downlo
 the object store into a staging folder and the local store) -> Pending -> Running (the
 local supervisor runs the script with ModelArts' arguments) -> Completed once the outputs
 are uploaded back to the output's OBS path; or Failed / Terminated with a task message.
+A job with ``algorithm.engine.image_url`` (a custom image) runs the image's own boot
+command instead (``image_jobs.py``); an image the emulator does not know is refused.
 Answers have the JobResponse shape of ``huaweicloudsdkmodelarts``.
 """
 
@@ -16,7 +18,10 @@ import uuid
 from pathlib import Path
 
 from orchestrator.backends.base import JOB_TERMINAL, JobRef, JobSpec
+from orchestrator.backends.local import procs
 
+from . import image_jobs
+from .images import Images
 from .records import FLAVORS, RUN_ID, ApiError, Records, Request, now_ms, require, s3_uri
 
 TASK = "worker-0"
@@ -30,8 +35,10 @@ def _missing(job_id: str) -> ApiError:
 
 
 class Jobs:
-    def __init__(self, root: Path, local, obs, obs_endpoint: str, flavors=FLAVORS, max_jobs: int = 8):
+    def __init__(self, root: Path, local, obs, obs_endpoint: str, flavors=FLAVORS, max_jobs: int = 8,
+                 images: Images | None = None):
         self.local, self.obs, self.obs_endpoint = local, obs, obs_endpoint
+        self.images = images or Images({})
         self.records, self.staging = Records(root / "jobs"), root / "staging"
         self.flavors, self.max_jobs = set(flavors), max_jobs
         self._stop: dict[str, threading.Event] = {}
@@ -52,12 +59,19 @@ class Jobs:
         meta, algo = body.get("metadata") or {}, body.get("algorithm") or {}
         resource = (body.get("spec") or {}).get("resource") or {}
         require(meta, "name")
-        require(algo, "code_dir", "boot_file")
         require(resource, "flavor_id")
-        code_dir = algo["code_dir"] if algo["code_dir"].endswith("/") else algo["code_dir"] + "/"
-        if not algo["boot_file"].startswith(code_dir):
-            raise ApiError(400, "ModelArts.2791", f"InvalidObsPath: boot_file {algo['boot_file']} is not in "
-                                                  f"code_dir {code_dir}.")
+        engine = algo.get("engine") or {}
+        if engine.get("image_url") or algo.get("command"):
+            self._check_image_job(meta["name"], algo, engine, resource)
+        else:
+            if not (engine.get("engine_name") or engine.get("engine_id")):
+                raise ApiError(400, "ModelArts.0101", "Parameter algorithm.engine.image_url is required when no "
+                                                      "preset engine (engine_name or engine_id) is given.")
+            require(algo, "code_dir", "boot_file")
+            code_dir = algo["code_dir"] if algo["code_dir"].endswith("/") else algo["code_dir"] + "/"
+            if not algo["boot_file"].startswith(code_dir):
+                raise ApiError(400, "ModelArts.2791", f"InvalidObsPath: boot_file {algo['boot_file']} is not in "
+                                                      f"code_dir {code_dir}.")
         if resource["flavor_id"] not in self.flavors:
             raise ApiError(400, "ModelArts.2781", f"FlavorNotFound: flavor {resource['flavor_id']} does not exist.")
         if len([r for r in self.records.all() if r["status"]["phase"] in LIVE]) >= self.max_jobs:
@@ -76,6 +90,15 @@ class Jobs:
         self._stop[job_id] = threading.Event()
         threading.Thread(target=self._drive, args=(job_id,), name=f"job-{job_id[:8]}", daemon=True).start()
         return 201, _answer(record)
+
+    def _check_image_job(self, name: str, algo: dict, engine: dict, resource: dict) -> None:
+        if not engine.get("image_url"):
+            raise ApiError(400, "ModelArts.0101", "Parameter algorithm.engine.image_url is required for a job "
+                                                  "with a boot command (a custom image).")
+        require(algo, "command")
+        self.images.context(engine["image_url"], f"training job {name}")
+        if int(resource.get("node_count") or 1) != 1:
+            raise ApiError(400, "ModelArts.0101", "The emulator runs custom-image jobs on one node only.")
 
     def show(self, req: Request):
         return 200, _answer(self.records.load(req.params["job_id"], _missing(req.params["job_id"])))
@@ -104,6 +127,7 @@ class Jobs:
         job_id = req.params["job_id"]
         record = self.records.load(job_id, _missing(job_id))
         self._stop.setdefault(job_id, threading.Event()).set()
+        procs.stop(procs.ProcId.from_dict(record.get("process")))
         if record.get("local_ref"):
             self.local.delete_job(JobRef(record["local_ref"], record["local_ref"]))
         self.local.storage.delete(f"obs://{LOCAL_BUCKET}/{job_id}/")
@@ -116,7 +140,8 @@ class Jobs:
         record = self.records.load(job_id, _missing(job_id))
         if req.params["task"] != TASK:
             raise ApiError(400, "ModelArts.0101", f"Task {req.params['task']} does not exist.")
-        path = self.local.jobs.dir(record.get("local_ref") or "-") / "logs" / "worker-0.log"
+        path = (Path(record["log_path"]) if record.get("log_path")
+                else self.local.jobs.dir(record.get("local_ref") or "-") / "logs" / "worker-0.log")
         try:
             full = path.stat().st_size
             with open(path, "rb") as fh:
@@ -146,6 +171,8 @@ class Jobs:
 
     def _drive(self, job_id: str) -> None:
         stop = self._stop[job_id]
+        if ((self.records.get(job_id) or {}).get("algorithm", {}).get("engine") or {}).get("image_url"):
+            return self._drive_image(job_id, stop)
         try:
             spec = self._stage(job_id)
             if stop.is_set():
@@ -164,6 +191,21 @@ class Jobs:
                 return self._set(job_id, state.phase, state.reason)
             self._upload_outputs(job_id, spec)
             self._set(job_id, "Completed", "", exit_code=0)
+        except Exception as exc:  # noqa: BLE001 - any failure ends the job with its reason
+            self._set(job_id, "Failed", f"{type(exc).__name__}: {exc}")
+
+    def _drive_image(self, job_id: str, stop: threading.Event) -> None:
+        record = self.records.load(job_id, _missing(job_id))
+        log_path = self.staging / job_id / "logs" / "worker-0.log"
+        self.records.update(job_id, log_path=str(log_path))
+        try:
+            host = self.images.host(record["algorithm"]["engine"]["image_url"], self.staging / job_id / "root")
+            self._set(job_id, "Pending")
+            phase, message, code = image_jobs.run(
+                record, host, self.obs, self.obs_endpoint, log_path, stop,
+                started=lambda ident: (self.records.update(job_id, process=ident.to_dict()),
+                                       self._set(job_id, "Running")))
+            self._set(job_id, phase, message, exit_code=code)
         except Exception as exc:  # noqa: BLE001 - any failure ends the job with its reason
             self._set(job_id, "Failed", f"{type(exc).__name__}: {exc}")
 
@@ -206,6 +248,7 @@ class Jobs:
                 self._stop.setdefault(record["metadata"]["id"], threading.Event()).set()
                 if record.get("local_ref"):
                     self.local.stop_job(JobRef(record["local_ref"], record["local_ref"]))
+                procs.stop(procs.ProcId.from_dict(record.get("process")))
                 self._set(record["metadata"]["id"], "Terminated", "the emulator stopped")
 
 

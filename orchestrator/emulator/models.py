@@ -4,17 +4,21 @@
 ModelArts' import does (``validate_package``: 400 ``ModelArts.3015`` naming the problems;
 nothing there: 400 ``ModelArts.3551``) and registers it; the model is ``published`` when
 the answer ``{"model_id"}`` is sent. ``DELETE`` refuses a model a service uses
-(``delete_failed_list`` with ``ModelArts.3009``, as the cloud answers).
+(``delete_failed_list`` with ``ModelArts.3009``, as the cloud answers). A ``model_type:
+Image`` package must name a known image as ``swr_location`` and a ``health`` check in its
+config.json (``image_of``); its record keeps both for the services part.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
 from orchestrator.backends.base import ModelRef, ModelSpec
 from orchestrator.backends.local.registry import validate_package
 
+from .images import Images
 from .records import RUN_ID, ApiError, Records, Request, now_ms, page, require, s3_uri
 
 SUMMARY = ("model_id", "model_name", "model_version", "model_type", "model_size", "model_status", "description",
@@ -25,9 +29,31 @@ def _missing(model_id: str) -> ApiError:
     return ApiError(404, "ModelArts.3502", f"Model {model_id} does not exist.")
 
 
+def image_of(model_dir: Path, body: dict, images: Images) -> dict:
+    """An Image model's ``{"image", "health"}`` from its config.json (``{}`` for other
+    models); refuses what ModelArts refuses: a type that disagrees with the request, no or
+    an unknown ``swr_location``, a ``health`` check without a ``url``."""
+    config = json.loads((model_dir / "config.json").read_text())
+    if "Image" not in (body["model_type"], config.get("model_type")):
+        return {}
+    if body["model_type"] != config.get("model_type"):
+        raise ApiError(400, "ModelArts.3015", f"model_type {body['model_type']} of the request differs from "
+                                              f"model_type {config.get('model_type')} of config.json.")
+    if not config.get("swr_location"):
+        raise ApiError(400, "ModelArts.3015", "Config json file does not conform to the specification: "
+                                              "swr_location is required when model_type is Image.")
+    health = config.get("health")
+    if not isinstance(health, dict) or not str(health.get("url", "")).startswith("/"):
+        raise ApiError(400, "ModelArts.3015", "Config json file does not conform to the specification: "
+                                              "health needs a url such as /health for a custom image.")
+    images.context(config["swr_location"], f"model {body['model_name']}")
+    return {"image": config["swr_location"], "health": health}
+
+
 class Models:
-    def __init__(self, root: Path, local, obs, obs_endpoint: str, project: str):
+    def __init__(self, root: Path, local, obs, obs_endpoint: str, project: str, images: Images | None = None):
         self.local, self.obs, self.obs_endpoint, self.project = local, obs, obs_endpoint, project
+        self.images = images or Images({})
         self.records, self.staging = Records(root / "models"), root / "staging"
         self.in_use = lambda model_id: False      # set by the services part
 
@@ -54,6 +80,7 @@ class Models:
             if problems:
                 raise ApiError(400, "ModelArts.3015", "Config json file does not conform to the specification: "
                                                       + "; ".join(problems))
+            image = image_of(staged / "model", body, self.images)
             local_uri = f"obs://emulator-models/{name}/{version}/"
             self.local.storage.put(str(staged), local_uri)
             match = RUN_ID.search(name)
@@ -71,7 +98,7 @@ class Models:
                   "tenant": self.project, "project": self.project, "owner": self.project,
                   "runtime": body.get("runtime") or "python2.7", "source_location": body["source_location"],
                   "model_algorithm": body.get("model_algorithm", ""), "execution_code": body.get("execution_code", ""),
-                  "apis": body.get("apis", []), "dependencies": body.get("dependencies", [])}
+                  "apis": body.get("apis", []), "dependencies": body.get("dependencies", []), **image}
         self.records.save(ref.id, record)
         return 200, {"model_id": ref.id}
 

@@ -12,6 +12,9 @@ the auto-stop: each time the service starts running a timer starts, and when it 
 the predictor is stopped and the service is ``stopped`` (a config update does not restart
 the timer; a new ``schedule`` does, from the ``PUT``). Units are ModelArts' MINUTES, HOURS
 and DAYS (1 minute to 7 days) plus SECONDS, an emulator-only extension for tests.
+
+A service of a ``model_type: Image`` model runs the image's own serving boot instead of the
+local predictor (``image_services.py``), health-checked through the model's ``health``.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from orchestrator.backends.base import ServiceConfig, ServiceRef, ServiceSpec
 from orchestrator.files import read_json
 from orchestrator.predictor.cli import TOKEN_ENV
 
+from .image_services import ImageServers
 from .records import FLAVORS, RUN_ID, ApiError, Records, Request, now_ms, page, require
 
 SUMMARY = ("service_id", "service_name", "description", "tenant", "project", "owner", "publish_at", "infer_type",
@@ -60,6 +64,7 @@ class Services:
     def __init__(self, root: Path, local, models, address: str, project: str, flavors=FLAVORS,
                  max_services: int = 8):
         self.local, self.models, self.address, self.project = local, models, address, project
+        self.images = ImageServers(root / "image-services", models.images)
         self.records, self.flavors, self.max_services = Records(root / "services"), set(flavors), max_services
         self._session = requests.Session()
         self._session.trust_env = False
@@ -89,7 +94,16 @@ class Services:
                         "model_version": model["model_version"], "weight": int(c.get("weight", 100)),
                         "specification": c["specification"], "instance_count": int(c.get("instance_count") or 1),
                         "envs": c.get("envs") or {}, "status": "notReady", "scaling": False, "support_debug": False})
+        if len(out) > 1 and any(self.models.published(c["model_id"]).get("image") for c in out):
+            raise ApiError(400, "ModelArts.0101", "The emulator serves a model_type Image model alone in its "
+                                                  "service (one config).")
         return out
+
+    def _image_model(self, sid: str) -> dict | None:
+        """The Image model a service serves (its emulator record), or None."""
+        configs = self._config(sid)
+        model = self.models.records.get(configs[0]["model_id"]) if configs else None
+        return model if model and model.get("image") else None
 
     def create(self, req: Request):
         body = req.json()
@@ -170,11 +184,18 @@ class Services:
 
     def _deploy(self, sid: str) -> None:
         record = self.records.get(sid)
+        model = self._image_model(sid)
+        if model:
+            self.images.start(sid, model, self.local.registry.path(model["model_id"]),
+                              record["config"][0]["instance_count"])
+            return
         match = RUN_ID.search(record["service_name"])
         self.local.deploy(ServiceSpec(name=sid, run_id=match.group(0) if match else "",
                                       configs=self._local_configs(record["config"])))
 
     def _set_status(self, sid: str, status: str) -> None:
+        if self._image_model(sid):
+            return self.images.stop(sid) if status == "stopped" else self._deploy(sid)
         self.local.update_service(ServiceRef(sid, sid, ""), status=status)
 
     def _set_config(self, sid: str, configs: list[dict]) -> None:
@@ -212,6 +233,9 @@ class Services:
             self._disarm(sid)
             self._in_background(sid, body["status"], self._set_status, sid, body["status"])
         elif body.get("config"):
+            if self._image_model(sid):
+                raise ApiError(400, "ModelArts.0101", "The emulator cannot change the configs of a service of a "
+                                                      "model_type Image model; deploy a new service.")
             configs = self._configs(body["config"])
             then = "stopped" if record["status"] == "stopped" else "running"   # new configs apply on start
             self.records.update(sid, status="deploying" if then == "running" else "stopped", config=configs)
@@ -222,6 +246,7 @@ class Services:
         sid = req.params["service_id"]
         self.records.load(sid, _missing(sid))
         self._disarm(sid)
+        self.images.delete(sid)
         self.local.delete_service(ServiceRef(sid, sid, ""))
         self.records.delete(sid)
         return 200, {}
@@ -229,9 +254,12 @@ class Services:
     def predict(self, req: Request):
         sid = req.params["service_id"]
         record = self.records.load(sid, ApiError(404, "ModelArts.4503", f"Service {sid} does not exist."))
-        if record["status"] != "running" or self.local.services.status(sid) != "running":
+        image = self._image_model(sid)
+        live = self.images.url(sid) if image else self.local.services.status(sid) == "running"
+        if record["status"] != "running" or not live:
             raise ApiError(503, "ModelArts.4503", f"Service {sid} is {record['status']}, not running.")
-        target = read_json(self.local.services.dir / sid / "service.json")["url"]
+        target = (live + (image.get("apis") or [{}])[0].get("url", "/") if image
+                  else read_json(self.local.services.dir / sid / "service.json")["url"])
         token = os.environ.get(TOKEN_ENV)
         headers = {"Content-Type": req.headers.get("content-type", "application/octet-stream")}
         if token:
@@ -250,5 +278,6 @@ class Services:
         """Stop every predictor (the emulator is stopping); records stay, marked stopped."""
         for record in self.records.all():
             self._disarm(record["service_id"])
+            self.images.stop(record["service_id"])
             self.local.services.delete(record["service_id"])
             self.records.update(record["service_id"], status="stopped")
