@@ -71,6 +71,8 @@ def _parser() -> argparse.ArgumentParser:
     sp = add("cleanup", cmd_cleanup, "remove whatever finished or crashed runs left behind")
     sp.add_argument("--dry-run", action="store_true", help="only list what would be removed")
     sp.add_argument("--run", help="only this run")
+    sp.add_argument("--force", action="store_true", help="with --run: a run still going is stopped first "
+                                                          "(SIGTERM: it tears itself down), then cleaned")
     sp.add_argument("--json", action="store_true")
     sp = sub.add_parser("args", help="list the arguments a training job declares (its arguments.json)")
     sp.add_argument("code_dir", nargs="*", type=Path, help="job folders (default: the project's jobs)")
@@ -214,11 +216,23 @@ def cmd_logs(args) -> int:
 
 def cmd_cleanup(args) -> int:
     from .factory import config_and_dir, ledger_for, make_backend
-    from .reconcile import leftovers, remove, owner_alive
+    from .reconcile import leftovers, live, owner_alive, remove, stop_owner
     config, config_dir = config_and_dir(args.config)
     backend = make_backend(config, config_dir, _profile(args))
     ledger = ledger_for(backend)
-    run_id = ledger.find_run(args.run).run_id if args.run else None
+    run = ledger.find_run(args.run) if args.run else None
+    run_id = run.run_id if run else None
+    if live(run):
+        if not args.force:
+            raise UserError(f"run {run_id} is still running (process {run.owner_pid}); cleanup leaves it alone",
+                            hint=f"stop it (Ctrl-C in its terminal, or `kill {run.owner_pid}`) and clean up again, "
+                                 f"or pass --force to stop it through its own teardown first")
+        if args.dry_run:
+            print(f"would stop run {run_id} (process {run.owner_pid}), then remove what its teardown leaves")
+            return 0
+        print(f"stopping run {run_id} (process {run.owner_pid}): it tears itself down first", file=sys.stderr)
+        if not stop_owner(run):
+            print(f"run {run_id} did not stop within its grace period and was killed", file=sys.stderr)
     items = leftovers(backend, ledger, run_id)
     listed = [{"kind": r.kind, "name": r.name, "run_id": r.run_id, "detail": r.detail} for r, _ in items]
     if args.dry_run:

@@ -2,11 +2,14 @@
 
 The ledger says what a run meant to create; the backend says what exists. Both are
 consulted, so a resource is found whether the crash came before or after its ledger row
-was updated. Runs whose orchestrator process is still alive are never touched.
+was updated. Runs whose orchestrator process is still alive are never touched by anyone
+but that process; ``stop_owner`` asks it to tear down its own run (``cleanup --force``).
 """
 
 from __future__ import annotations
 
+import signal
+import time
 from typing import Callable
 
 import psutil
@@ -24,8 +27,35 @@ def owner_alive(record) -> bool:
         return False
 
 
-def leftovers(backend, ledger: Ledger, run_id: str | None = None) -> list[tuple[Resource, int | None]]:
-    """(resource, ledger row id or None) for everything of finished or dead runs."""
+def live(record) -> bool:
+    """The run is going on: status running and its owner process alive."""
+    return record is not None and record.status == "running" and owner_alive(record)
+
+
+def stop_owner(record, grace: float = 120.0) -> bool:
+    """SIGTERM the run's owner (its handler runs the run's own teardown) and wait up to
+    ``grace`` s for it to exit, then SIGKILL it. True if it ended within the grace."""
+    try:
+        proc = psutil.Process(record.owner_pid)
+        if abs(proc.create_time() - record.owner_started) >= 0.05:
+            return True    # a recycled pid: the owner is long gone
+        proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        while proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE:   # a zombie has finished
+            if time.monotonic() > deadline:
+                proc.kill()
+                return False
+            time.sleep(0.1)
+    except psutil.Error:
+        pass
+    return True
+
+
+def leftovers(backend, ledger: Ledger, run_id: str | None = None, *,
+              own: bool = False) -> list[tuple[Resource, int | None]]:
+    """(resource, ledger row id or None) for everything of finished or dead runs (of
+    ``run_id`` only, if given). A live run's resources are skipped unless ``own`` (the
+    owner tearing down its own run)."""
     found: dict[tuple[str, str], tuple[Resource, int | None]] = {}
     for row in ledger.live_resources(run_id):
         res = Resource(row.kind, row.ref_id or row.name, row.name, row.run_id)
@@ -38,7 +68,7 @@ def leftovers(backend, ledger: Ledger, run_id: str | None = None) -> list[tuple[
         if key in kept:
             continue
         run = ledger.run(res.run_id)
-        if run_id is None and run is not None and run.status == "running" and owner_alive(run):
+        if not own and live(run):
             continue            # another pipeline is using it right now
         out.append((res, rid))
     return sorted(out, key=lambda item: ORDER.get(item[0].kind, 9))
@@ -62,5 +92,5 @@ def remove(backend, ledger: Ledger, items, log: Callable[[str], None]) -> tuple[
 
 
 def teardown_run(backend, ledger: Ledger, run_id: str, log: Callable[[str], None]):
-    items = [(res, rid) for res, rid in leftovers(backend, ledger, run_id)]
-    return remove(backend, ledger, items, log)
+    """Delete what the caller's own run ``run_id`` left (never call it for another process's run)."""
+    return remove(backend, ledger, leftovers(backend, ledger, run_id, own=True), log)
