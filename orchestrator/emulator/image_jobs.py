@@ -55,7 +55,9 @@ def run(record: dict, host: HostImage, obs, obs_endpoint: str, log_path: Path, s
         local.mkdir(parents=True, exist_ok=True)
         args.append(f"--{name}={local}/")
     args += [f"--{p['name']}={p.get('value', '')}" for p in algo.get("parameters") or []]
-    job = {"instance_count": 1, "name": record["metadata"]["name"], "store_root": ""}
+    urls = {name: "obs:/" + url if url.startswith("/") else url for _, name, _, url in channels(algo, host)}
+    job = {"instance_count": 1, "name": record["metadata"]["name"], "store_root": "",
+           "data_url": urls.get("data_url", ""), "train_url": urls.get("train_url", "")}
     ma_env = distributed.node_env(job, 0, log_path.parent, job_dir / "code")   # MA_JOB_DIR = job_dir
     ma_env.pop("ORCHESTRATOR_OBS_ROOT", None)                                  # the cloud has no local store
     env = host.env(**ma_env, **(algo.get("environments") or {}))

@@ -12,8 +12,8 @@ this project's job runtime (``moxing`` and ``mms`` on the path, ModelArts' argum
    ``~/modelarts/outputs/<name>_0/`` holding what the URL already had (checkpoints of an
    earlier attempt); any other becomes a local copy under ``~/modelarts/inputs/<name>_0/``.
    Local paths (ModelArts' ``local_dir`` channels) are passed as they are.
-3. Runs ``python BOOT_FILE ARGS`` in the home folder with the code folder and the runtime
-   shims on ``sys.path``, output on stdout. SIGTERM and SIGINT are passed on to it.
+3. Runs ``python BOOT_FILE ARGS`` in the home folder with the code folder, its parent and
+   the runtime shims on ``sys.path``, output on stdout. SIGTERM and SIGINT are passed on to it.
 4. Uploads the output folders to their URLs, also when the script failed or was stopped,
    and exits with the script's exit code (128 + signal when a signal ended it).
 
@@ -133,7 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - nothing ran yet: say why, exit 2
         say(f"error: {exc}")
         return 2
-    env = procs.child_env({"MA_JOB_DIR": str(job_dir)}, pythonpath=[code])
+    # as the local backend does: the code folder and its parent on the import path
+    env = procs.child_env({"MA_JOB_DIR": str(job_dir)}, pythonpath=[code.parent, code])
     say(f"running {boot} {' '.join(args)}")
     code_ = run([sys.executable, str(boot), *args], home, env)
     for local, url in uploads:
