@@ -30,6 +30,7 @@ from .files import tail
 from .errors import Interrupted, StepFailed, UserError
 from .events import Event
 from .ledger import Ledger
+from .optimize import convert_package, summary as optimize_summary
 from .plan import REPO_ROOT, STEPS, Plan
 from .progress import TrainingProgress, update
 from .reconcile import teardown_run
@@ -146,6 +147,11 @@ class Pipeline:
             if self.plan.model_code:   # model/ = training output + model.inference_code (under the run prefix)
                 info["files"] = model_package.assemble(self.backend.storage, self.plan.output_uri, self.plan.model_code,
                                                        self.plan.data.work_dir, spec.source_location)
+            if self.plan.optimize.mode != "fp32":
+                info["optimize"] = convert_package(self.plan.optimize, self.plan.data,
+                                                   spec.source_location.rstrip("/") + "/model/", self.backend.storage,
+                                                   self.plan.run_dir / "optimize", self.plan.run_dir / "logs" / "optimize.log")
+                self._emit("log", "import_model", optimize_summary(info["optimize"]))
             rid = self.earlier.intend("model", spec.name, {"key": self.plan.key("import_model")})
             try:
                 self.model = self.backend.import_model(spec)

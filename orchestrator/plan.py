@@ -15,6 +15,7 @@ from . import jobargs
 from .backends.base import JobSpec, ModelSpec, ServiceConfig, ServiceSpec
 from .errors import UserError
 from .notes import backend_notes
+from .optimize import OptimizePlan
 from .stepkeys import step_keys
 from .yamlsource import line_of, load_with_lines
 from .predictions import IMAGE_EXTS
@@ -96,6 +97,7 @@ class Plan:
     steps: tuple[Step, ...]
     keys: tuple[tuple[str, str], ...] = ()    # (step, key): see stepkeys.py
     model_code: Path | None = None            # model.inference_code: model/ is assembled from it at import
+    optimize: OptimizePlan = OptimizePlan()   # model.optimize: what the import step converts
 
     def key(self, step: str) -> str:
         return dict(self.keys).get(step, "")
@@ -195,11 +197,15 @@ def build_plan(spec: PipelineSpec, config: ConfigSpec, *, spec_path: Path, confi
     predict = PredictPlan(predict_images, spec.predict.limit, spec.predict.min_accuracy,
                           spec.predict.max_error_rate)
     run_dir = root / "runs" / run_id
+    m = spec.model
+    optimize = OptimizePlan(m.optimize, m.calibration, m.calibration_images, m.min_top1_agreement,
+                            m.max_verification_drop)
     plan_args = dict(run_id=run_id, pipeline=spec.name, spec_path=spec_path.resolve(), profile=profile_name,
                      backend=prof.backend, root=root, run_dir=run_dir, data=data, job=job, model=model,
-                     service=service, predict=predict, teardown=spec.teardown, notes=notes, model_code=model_code)
+                     service=service, predict=predict, teardown=spec.teardown, notes=notes, model_code=model_code,
+                     optimize=optimize)
     keys = step_keys(data, REPO_ROOT / "jobs" / "data", job, model, service, predict, model_code)
-    return Plan(**plan_args, steps=_steps(spec, data, job, model, service, predict, model_code),
+    return Plan(**plan_args, steps=_steps(spec, data, job, model, service, predict, model_code, optimize),
                 keys=tuple(keys.items()))
 
 
@@ -308,7 +314,7 @@ def _prepare_details(data: DataPlan) -> tuple[str, ...]:
 
 
 def _steps(spec, data: DataPlan, job: JobSpec, model: ModelSpec, service: ServiceSpec, predict: PredictPlan,
-           model_code: Path | None = None):
+           model_code: Path | None = None, optimize: OptimizePlan = OptimizePlan()):
     hp = " ".join(f"--{k}={v}" for k, v in job.hyperparameters) or "(script defaults)"
     cfg = service.configs[0]
     return (
@@ -323,7 +329,8 @@ def _steps(spec, data: DataPlan, job: JobSpec, model: ModelSpec, service: Servic
                                                  else "")
                                               + (f" (the training output's symbol and latest params + {model_code})"
                                                  if model_code else ""),
-                                              f"runtime {model.runtime or 'from config.json (python2.7 when unset)'}")),
+                                              f"runtime {model.runtime or 'from config.json (python2.7 when unset)'}",
+                                              optimize.describe())),
         Step("deploy", "Deploy", (f"service {service.name}: flavour {cfg.flavor} x {cfg.instance_count}"
                                   + (f", stops itself after {service.ttl_s:.0f}s (ttl)" if service.ttl_s else ""),)),
         Step("predict", "Predict", (("held-out test images" if predict.images == "holdout" else

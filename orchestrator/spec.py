@@ -137,6 +137,17 @@ class ModelSection(Strict):
         if value is not None and value not in MXNET_RUNTIMES:
             raise ValueError(f"'{value}' is not one of ModelArts' MXNet runtimes ({', '.join(MXNET_RUNTIMES)})")
         return value
+    optimize: Literal["fp32", "fused", "int8", "bf16"] = Field(
+        "fp32", description="network the service runs: fp32 as trained; fused (oneDNN graph fusion); int8 (oneDNN "
+        "quantisation calibrated on training images); bf16 (where the CPU has bfloat16, else fp32 with a note). "
+        "Converted once at import, checked against fp32 on the held-out images")
+    calibration: Literal["naive", "entropy"] = Field("naive", description="int8 calibration: naive (min/max) or "
+                                                     "entropy (KL divergence)")
+    calibration_images: int = Field(64, ge=1, le=5000, description="training images int8 is calibrated on")
+    min_top1_agreement: float = Field(0.99, ge=0.0, le=1.0, description="refuse the conversion below this share "
+                                      "of held-out images with the same top-1 class as fp32")
+    max_verification_drop: float = Field(0.5, ge=0.0, description="face: refuse the conversion when verification "
+                                         "accuracy falls by more than this many points")
 
 
 class ServiceSection(Strict):

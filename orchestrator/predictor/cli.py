@@ -75,6 +75,10 @@ def build_parser() -> argparse.ArgumentParser:
     one.add_argument("--batch-size", type=int, default=1, help="dynamic batching: max requests per batch (1 = off)")
     one.add_argument("--batch-delay-ms", type=float, default=5.0,
                      help="dynamic batching: longest wait for a full batch, from the first queued request")
+    one.add_argument("--optimize", choices=("auto", "fp32", "fused", "int8", "bf16"), default="auto",
+                     help="network to serve: auto (default) = the converted one the package's optimize.json names, "
+                          "else fp32; fp32 = the originals; a mode = that one, which the package must hold "
+                          "(worker env MODEL_OPTIMIZE; see docs/predictor.md)")
     return p
 
 
@@ -120,6 +124,8 @@ def parse_settings(argv=None) -> Settings:
                    "batch_size": args.batch_size, "batch_delay_ms": args.batch_delay_ms}
             if args.queue_size is not None:
                 doc["queue_size"] = args.queue_size
+            if args.optimize != "auto":
+                doc["envs"] = {"MODEL_OPTIMIZE": args.optimize}
             generation, configs = 0, (parse_config(doc, "arguments"),)
     except ConfigError as exc:
         parser.error(str(exc))

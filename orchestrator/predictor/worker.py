@@ -8,7 +8,9 @@ Started by the front (``pool.py``) as ``python -m orchestrator.predictor.worker 
 Contract:
 * Ignores SIGINT/SIGTERM (the front decides when it stops; a terminal Ctrl-C reaches the
   whole process group) and dies with the front (``PR_SET_PDEATHSIG`` on Linux, and EOF).
-* Loads the service (``loader.load_service``) and says ``loaded``; answers the front's
+* Loads the service (``loader.load_service``) and says ``loaded``; the network files it
+  loads are the converted ones of the package's ``optimize.json`` unless ``MODEL_OPTIMIZE``
+  says otherwise (``mms.optimized``; a mode the package lacks is a load failure, exit 2); answers the front's
   ``warmup`` with one synthetic request (``handler.Runner.warm_up``), then serves
   ``predict`` messages. ``--batch-size`` > 1 with a service that does not declare
   ``supports_batching = True`` is a load failure (exit 2), not a silent fallback.
@@ -40,6 +42,15 @@ def _load(conn: Connection, model_dir: str, name: str, py2_compat: bool, batch_s
     from orchestrator.predictor.handler import Runner
 
     try:
+        loader.prepare_path(model_dir)
+        from mms import optimized
+
+        try:
+            mode = optimized.activate(model_dir, os.environ.get("MODEL_OPTIMIZE"))
+        except (ValueError, OSError) as exc:
+            raise loader.PackageError(str(exc)) from None
+        if mode != "fp32":
+            print(f"worker {os.getpid()}: serving the {mode} network of optimize.json", file=sys.stderr, flush=True)
         service, style = loader.load_service(model_dir, name, py2_compat=py2_compat, runtime=runtime)
         runner = Runner(service, style)
         if batch_size > 1 and not runner.batching:
