@@ -2,8 +2,10 @@
 
 The one place that knows where things live by default, so the CLI, ``Pipeline.from_yaml``
 and ``cleanup`` agree: ``config.json`` is ``--config``, else ``$ORCHESTRATOR_CONFIG``, else
-``config.json`` beside the pipeline file, else in the current folder, else built-in
-defaults (a ``local`` profile rooted at ``./.orchestrator``).
+``config.json`` beside the pipeline file, else in the current folder, else the user-level
+``$ORCHESTRATOR_HOME/config.json`` (default ``~/.orchestrator/config.json``), else built-in
+defaults: a ``local`` profile rooted at ``$ORCHESTRATOR_HOME`` itself. So a notebook's
+``Session()`` and the CLI run from folders without a config.json share one ledger and store.
 """
 
 from __future__ import annotations
@@ -28,15 +30,23 @@ def find_config(explicit: Path | None, pipeline_path: Path | None = None) -> Pat
         return explicit
     if os.environ.get("ORCHESTRATOR_CONFIG"):
         return find_config(Path(os.environ["ORCHESTRATOR_CONFIG"]))
-    for folder in ([pipeline_path.resolve().parent] if pipeline_path else []) + [Path.cwd()]:
+    for folder in ([pipeline_path.resolve().parent] if pipeline_path else []) + [Path.cwd(), user_home()]:
         if (folder / "config.json").is_file():
             return folder / "config.json"
     return None
 
 
+def user_home() -> Path:
+    """The user-level folder: ``$ORCHESTRATOR_HOME``, else ``~/.orchestrator``."""
+    return Path(os.path.expanduser(os.environ.get("ORCHESTRATOR_HOME") or "~/.orchestrator")).resolve()
+
+
 def config_and_dir(config_path: Path | None, pipeline_path: Path | None = None) -> tuple[ConfigSpec, Path]:
     path = find_config(config_path, pipeline_path)
-    return load_config(path), (path.resolve().parent if path else Path.cwd())
+    if path is None:   # the user-level store, shared by every folder without a config.json
+        home = user_home()
+        return ConfigSpec(profiles={"local": LocalProfile(backend="local", root=str(home))}), home
+    return load_config(path), path.resolve().parent
 
 
 def make_backend(config: ConfigSpec, config_dir: Path, profile: str | None):

@@ -20,3 +20,17 @@ def _no_orphans(request):
         except psutil.Error:
             pass
     psutil.wait_procs(leftovers, timeout=10)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _user_home(tmp_path_factory):
+    """Runs without a config.json use the user-level store ($ORCHESTRATOR_HOME, default
+    ~/.orchestrator): point it into the test's temporary folders, never the real $HOME."""
+    import os
+    previous = os.environ.get("ORCHESTRATOR_HOME")
+    os.environ["ORCHESTRATOR_HOME"] = str(tmp_path_factory.mktemp("orchestrator-home"))
+    yield
+    if previous is None:
+        os.environ.pop("ORCHESTRATOR_HOME", None)
+    else:
+        os.environ["ORCHESTRATOR_HOME"] = previous

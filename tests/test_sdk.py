@@ -108,6 +108,19 @@ def test_fit_create_model_deploy_predict_delete(tmp_path, config, code_dir, caps
         again = Predictor(session, service_id=predictor.service_id)   # attach to it by id
         assert again.predict(data=str(image))["predicted_label"] == result["predicted_label"]
         assert predictor.get_service_info()["invocation_times"] == 1
+        # the classic SDK's listings and service updates, and download_file to a file name
+        assert [s["service_id"] for s in Predictor.get_service_list(session)["services"]] == [predictor.service_id]
+        assert [m.get_model_id() for m in Model.get_model_object_list(session)] == [model.get_model_id()]
+        jobs = Estimator.get_job_list(session)
+        assert jobs["job_total_count"] == 1 and jobs["jobs"][0]["status"] == 10
+        assert "modelarts.vm.cpu.8u" in {s["spec_code"] for s in Estimator.get_train_instance_types(session)["specs"]}
+        assert Estimator.get_framework_list(session)["engines"][0]["engine_name"] == "MXNet"
+        predictor.update_service_config(status="stopped")
+        assert requests_fail(predictor.access_address)
+        predictor.update_service_config(status="running")
+        assert predictor.predict(data=str(image))["predicted_label"] == result["predicted_label"]
+        names = session.obs.download_file("/sdk-test/face/output/model/labels.txt", str(tmp_path / "dl" / "names"))
+        assert names == str(tmp_path / "dl" / "names") and Path(names).read_text().split() == labels
 
         kinds = {(r["kind"], r["state"]) for r in session.resources()}
         assert {("job", "created"), ("model", "created"), ("service", "created"), ("temp_dir", "created"),
@@ -346,3 +359,20 @@ def test_failed_job_raises_with_its_log_and_is_cleaned(tmp_path, session, capsys
         estimator.fit(inputs=data, job_name="bad")
     assert session.cleanup() == 3     # the job, its output prefix, the upload (local code: no temp folder)
     assert not list((tmp_path / "state" / "jobs").glob("*"))
+
+
+def test_a_session_without_config_json_shares_the_cli_store(tmp_path, monkeypatch):
+    """No config.json in the notebook's folder: the user-level store ($ORCHESTRATOR_HOME),
+    which the CLI uses from any other folder without one too."""
+    home, notebook, shell = tmp_path / "home", tmp_path / "notebook", tmp_path / "shell"
+    notebook.mkdir(), shell.mkdir()
+    (notebook / "labels.txt").write_text("a\nb\n")
+    monkeypatch.setenv("ORCHESTRATOR_HOME", str(home))
+    monkeypatch.chdir(notebook)
+    with Session(name="shared") as session:
+        session.upload_data(bucket_path="/shared-bucket/data/", path="labels.txt")
+        status = cli("status", "--json", cwd=shell, env={"ORCHESTRATOR_HOME": str(home)})
+        assert status.returncode == 0, status.stderr
+        assert session.run_id in status.stdout
+        assert session.ledger.path == home / "ledger.sqlite"
+    assert not (notebook / ".orchestrator").exists()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..backends.base import JobRef, JobSpec
 from ..errors import UserError
-from . import checks
+from . import checks, listing
 from .job import TrainingJob
 
 
@@ -111,6 +111,23 @@ class Estimator:
         modelarts_session.backend.delete_job(JobRef(job_id, row.name if row else job_id))
         modelarts_session.forget("job", job_id)
         modelarts_session.say(f"Training job {job_id} deleted")
+
+    @classmethod
+    def get_job_list(cls, modelarts_session, status=None, per_page: int = 10, page: int = 1,
+                     sortBy: str = "job_name", order: str = "desc", search_content: str | None = None,
+                     sort_by: str | None = None) -> dict:
+        """The training jobs of the backend, as ModelArts' v1 job list (numeric ``status``)."""
+        return listing.job_list(modelarts_session, status, per_page, page, sort_by or sortBy, order, search_content)
+
+    @classmethod
+    def get_train_instance_types(cls, modelarts_session) -> dict:
+        """The training flavours: ModelArts' documented ones and config.json's."""
+        return listing.train_instance_types(modelarts_session)
+
+    @classmethod
+    def get_framework_list(cls, modelarts_session) -> dict:
+        """The engines: MXNet (the engine this project runs)."""
+        return listing.framework_list(modelarts_session)
 
     # from the job to a model and a service
     def create_model(self, **kwargs):

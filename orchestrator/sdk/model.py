@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 from ..backends.base import ModelRef, ModelSpec
-from . import checks
+from . import checks, listing
 from .config.model_config import ServiceConfig
 from .predictor import Predictor, deploy
 
@@ -27,7 +27,7 @@ class Model:
                  model_version: str = "0.0.1", publish: bool = True, source_location_type: str = "OBS_SOURCE",
                  source_location: str | None = None, model_type: str | None = None,
                  model_algorithm: str = "image_classification", execution_code: str | None = None,
-                 runtime: str = "python3.7", description: str | None = None, source_job_id: str | None = None):
+                 runtime: str | None = None, description: str | None = None, source_job_id: str | None = None):
         from .session import Session
         if not isinstance(session, Session):
             raise checks.fail("session", f"expected a Session, got {type(session).__name__}")
@@ -47,7 +47,7 @@ class Model:
         checks.name(checks.required(model_name, "model_name"), "model_name")
         if not isinstance(model_version, str) or not checks.VERSION.match(model_version):
             raise checks.fail("model_version", f"{model_version!r} is not a version", hint="write e.g. '0.0.1'")
-        runtime = checks.choice(runtime, "runtime", RUNTIMES)
+        runtime = checks.choice(runtime, "runtime", RUNTIMES) if runtime is not None else None   # config.json's
         if not isinstance(model_algorithm, str) or not model_algorithm:
             raise checks.fail("model_algorithm", f"expected a non-empty string, got {model_algorithm!r}")
         storage = session.storage
@@ -92,6 +92,19 @@ class Model:
         self.session.backend.delete_model(self._ref)
         self.session.forget("model", self.model_id)
         self.session.say(f"Model {self.model_name} {self.model_version} deleted")
+
+    @classmethod
+    def get_model_list(cls, session, model_name=None, model_version=None, model_status=None, description=None,
+                       offset: int = 0, limit: int = 280, sort_by: str = "create_at", order: str = "desc",
+                       workspace_id=None) -> dict:
+        """The models the backend holds: ``{total_count, count, models: [{model_id, model_name, ...}]}``."""
+        return listing.model_list(session, model_name, model_version, model_status, description, offset, limit,
+                                  sort_by, order, workspace_id)
+
+    @classmethod
+    def get_model_object_list(cls, session, **filters) -> list["Model"]:
+        """``get_model_list`` as ``Model`` objects (same filters)."""
+        return [cls(session, model_id=m["model_id"]) for m in cls.get_model_list(session, **filters)["models"]]
 
     def deploy_predictor(self, service_name: str, configs=None, description: str | None = None,
                          infer_type: str = "real-time", schedule=None, deploy_timeout: float = 300.0) -> Predictor:

@@ -34,10 +34,16 @@ class Obs:
         base = checks.checked_uri(self._session.storage, dst_obs_dir, arg, folder=True)
         return self._put(src, base + src.resolve().name + "/")
 
-    def download_file(self, src_obs_file: str, dst_local_dir: str) -> str:
-        """The object ``src_obs_file`` -> ``dst_local_dir/<name>``; returns the local path."""
+    def download_file(self, src_obs_file: str, dst_local_file: str) -> str:
+        """The object ``src_obs_file`` -> the file ``dst_local_file``, or into it under the
+        object's name when it is an existing folder or ends with '/'; returns the local path."""
         uri = checks.checked_uri(self._session.storage, src_obs_file, "src_obs_file")
-        target = Path(dst_local_dir) / uri.rstrip("/").rsplit("/", 1)[-1]
+        if uri.endswith("/"):
+            raise checks.fail("src_obs_file", f"{uri} is a folder", hint="use download_dir for folders")
+        target = Path(dst_local_file)
+        if target.is_dir() or str(dst_local_file).endswith(("/", "\\")):
+            target = target / uri.rsplit("/", 1)[-1]
+        target.parent.mkdir(parents=True, exist_ok=True)
         return self._get(uri, target, "src_obs_file")
 
     def download_dir(self, src_obs_dir: str, dst_local_dir: str) -> str:

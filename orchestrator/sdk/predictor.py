@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 
 from ..backends.base import BackendError, ServiceRef, ServiceSpec
-from . import checks
+from . import checks, listing
 from .config.model_config import ServiceConfig
 
 
@@ -95,6 +95,41 @@ class Predictor:
                 "invocation_times": self.invocation_times, "failed_times": self.failed_times,
                 "config": [{"model_id": c.model_id, "weight": c.weight, "specification": c.specification,
                             "instance_count": c.instance_count} for c in self._configs]}
+
+    @classmethod
+    def get_service_list(cls, session, service_id=None, service_name=None, infer_type=None, offset: int = 0,
+                         limit: int = 1000, service_status=None, sort_by: str = "publish_at", order: str = "desc",
+                         model_id=None, workspace_id=None) -> dict:
+        """The services the backend runs: ``{total_count, count, services: [{service_id, service_name, status}]}``."""
+        return listing.service_list(session, service_id, service_name, infer_type, offset, limit, service_status,
+                                    sort_by, order, model_id, workspace_id)
+
+    def update_service_config(self, description: str | None = None, status: str | None = None,
+                              configs=None) -> None:
+        """Start or stop the service (``status`` 'running' | 'stopped'; it wins over ``configs``,
+        as on ModelArts) or replace its model configs (weights adding up to 100). Blocks until
+        the change is live."""
+        if description is not None:
+            self._description = description
+        if status is not None:
+            checks.choice(status, "status", ["running", "stopped"])
+            self._ref = self.session.backend.update_service(self._ref, status=status)
+            self.access_address = self._ref.url
+            self.session.say(f"Service {self.service_name} {status}")
+            return
+        if configs is None:
+            return
+        if not isinstance(configs, (list, tuple)) or not configs or not all(
+                isinstance(c, ServiceConfig) for c in configs):
+            raise checks.fail("configs", f"must be a non-empty list of ServiceConfig, got {configs!r}")
+        total = sum(c.weight for c in configs)
+        if total != 100:
+            raise checks.fail("configs", f"the weights add up to {total}; they must add up to 100")
+        for i, config in enumerate(configs):
+            self.session.flavour(config.specification, f"configs[{i}].specification", "service")
+        self._ref = self.session.backend.update_service(self._ref, configs=tuple(c.to_backend() for c in configs))
+        self._configs = list(configs)
+        self.session.say(f"Service {self.service_name} now serves {len(configs)} config(s)")
 
     def delete_service(self) -> None:
         """Stop and delete the service (idempotent); mark it deleted in the ledger."""
