@@ -5,20 +5,20 @@ of image jobs and models."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
-import os
+import time
 
 import pytest
 from huaweicloudsdkcore.exceptions.exceptions import ClientRequestException
 from huaweicloudsdkmodelarts.v1 import CreateTrainingJobRequest, Job, JobAlgorithm, JobMetadata, Spec, SpecResource
 
 from orchestrator.backends.base import JobSpec, ModelSpec
-from orchestrator.errors import UserError
 from orchestrator.factory import config_and_dir, make_backend
 from orchestrator.image.context import build_context
 
 from cloud import ENV, emulator, moto_server, write_config
-from pipelines import REPO, cli, tiny_pipeline
+from pipelines import REPO, cli, fake_job, tiny_pipeline
 
 pytestmark = pytest.mark.slow
 IMAGE = "swr.local-1.myhuaweicloud.com/ml-team/mxnet-orchestrator:1.9.1"
@@ -72,6 +72,54 @@ def test_image_jobs_and_models_are_refused_as_the_cloud_refuses_them(backend, tm
     assert [r.kind for r in backend.list_resources(run)] == ["object_prefix"]      # no job, no model, no code copy
     for resource in backend.list_resources(run):
         backend.delete_resource(resource)
+
+
+FAKE_JOB = """
+import os
+args = dict(a[2:].split("=", 1) for a in sys.argv[1:])
+with open(os.path.join(args["train_url"], "ckpt-0001.params"), "w") as fh:
+    fh.write("a checkpoint")
+print("training with", sorted(os.listdir(args["data_url"])), flush=True)
+time.sleep(float(args.get("sleep", 0)))
+sys.exit("failing on purpose")
+"""
+
+
+def _until(backend, ref, phases, timeout=120.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        state = backend.job_status(ref)
+        if state.phase in phases:
+            return state
+        time.sleep(0.2)
+    raise AssertionError(f"job {ref.name} is still {state.phase}")
+
+
+def test_failed_and_stopped_image_jobs_report_why_and_keep_their_checkpoints(backend, tmp_path):
+    run = "261204-130000-beef"
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "train.rec").write_bytes(b"records")
+    backend.storage.put(tmp_path / "data", f"obs://img-bucket/fake/{run}/data/")
+    spec = JobSpec(name=f"fails-{run}-train", run_id=run, code_dir=str(fake_job(tmp_path, FAKE_JOB)),
+                   boot_file="train.py", data_url=f"obs://img-bucket/fake/{run}/data/",
+                   train_url=f"obs://img-bucket/fake/{run}/output/", image=IMAGE)
+    failed = backend.submit_job(spec)
+    state = _until(backend, failed, {"Failed", "Completed"})
+    assert state.phase == "Failed" and "exited with code 1" in state.reason and "failing on purpose" in state.reason
+    lines, _ = backend.job_logs(failed)
+    assert "training with ['train.rec']" in lines and any(line.startswith("[run_train] running") for line in lines)
+    assert backend.storage.exists(f"obs://img-bucket/fake/{run}/output/ckpt-0001.params")   # uploaded anyway
+
+    stopped = backend.submit_job(dataclasses.replace(spec, name=f"stops-{run}-train",
+                                                     hyperparameters=(("sleep", "60"),)))
+    _until(backend, stopped, {"Running"})
+    while not any("training with" in line for line in backend.job_logs(stopped)[0]):
+        time.sleep(0.2)
+    backend.stop_job(stopped)
+    assert _until(backend, stopped, {"Terminated", "Failed"}).phase == "Terminated"
+    for resource in backend.list_resources(run):
+        backend.delete_resource(resource)
+    assert backend.list_resources(run) == []
 
 
 def test_the_pipeline_runs_in_image_mode_through_the_image_boot_scripts(cloud, backend, tmp_path):
