@@ -91,3 +91,14 @@ def write_config(tmp_path: Path, modelarts_url: str, obs_url: str, **overrides) 
     config["profiles"]["emulator"] = profile(modelarts_url, obs_url, tmp_path / "state", **overrides)
     path.write_text(json.dumps(config))
     return path
+
+
+def wait_job(backend, ref, phases=("Completed", "Failed", "Terminated"), timeout=60.0):
+    """The job's state once it reaches one of ``phases`` (AssertionError after ``timeout``)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        state = backend.job_status(ref)
+        if state.phase in phases:
+            return state
+        time.sleep(0.1)
+    raise AssertionError(f"job {ref.name} did not reach {phases}")

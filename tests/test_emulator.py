@@ -15,6 +15,7 @@ from huaweicloudsdkcore.exceptions.exceptions import ClientRequestException
 from huaweicloudsdkmodelarts.v1 import ModelArtsClient, ShowTrainingJobDetailsRequest
 
 from cloud import AK, PROJECT, SK, emulator, moto_server
+from cloud import wait_job as wait
 from orchestrator.backends.base import BackendError, JobSpec, ModelSpec, ServiceConfig, ServiceSpec
 from orchestrator.backends.modelarts.backend import ModelArtsBackend
 from orchestrator.backends.modelarts.errors import CloudError, NotFound
@@ -58,16 +59,6 @@ def job(tmp_path: Path, body: str, name: str = "t", **kw) -> JobSpec:
     prefix = f"obs://{BUCKET}/{name}/{RUN}"
     return JobSpec(name=f"{name}-{RUN}-train", run_id=RUN, code_dir=str(code), boot_file="train.py",
                    data_url=f"{prefix}/data/", train_url=f"{prefix}/output/", flavor="modelarts.vm.cpu.2u", **kw)
-
-
-def wait(backend, ref, phases=("Completed", "Failed", "Terminated"), timeout=60):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        state = backend.job_status(ref)
-        if state.phase in phases:
-            return state
-        time.sleep(0.1)
-    raise AssertionError(f"job did not reach {phases}")
 
 
 def test_wrong_secret_key_is_refused_as_the_gateway_does(cloud):

@@ -178,10 +178,12 @@ def test_training_boot_fetches_code_runs_the_boot_file_and_uploads_outputs(conte
     (bucket / "code" / "mini" / "train.py").write_text(TRAIN_SCRIPT)
     (bucket / "data").mkdir()
     (bucket / "data" / "x.rec").write_bytes(b"records")
+    (bucket / "weights.params").write_bytes(b"pretrained")
     (bucket / "out").mkdir()
     (bucket / "out" / "ckpt-0001.params").write_bytes(b"earlier")     # an earlier attempt's checkpoint
     host.make_home()
-    urls = ["--data_url=obs://bkt/data/", "--train_url=obs://bkt/out/", "--lr=0.1"]
+    urls = ["--data_url=obs://bkt/data/", "--train_url=obs://bkt/out/", "--lr=0.1",
+            "--pretrained=obs://bkt/weights.params"]
     code, log = _train(host, store, *urls)
     assert code == 2 and "boot file" in log and "not found" in log          # no code folder, no --code-url
 
@@ -194,7 +196,8 @@ def test_training_boot_fetches_code_runs_the_boot_file_and_uploads_outputs(conte
     home = host.path(layout.HOME)
     assert seen["cwd"] == str(home) and seen["job_dir"] == str(host.path(layout.JOB_DIR))
     assert seen["argv"] == [f"--data_url={home}/modelarts/inputs/data_url_0/",
-                            f"--train_url={home}/modelarts/outputs/train_url_0/", "--lr=0.1"]
+                            f"--train_url={home}/modelarts/outputs/train_url_0/", "--lr=0.1",
+                            f"--pretrained={home}/modelarts/inputs/pretrained_0/weights.params"]
     assert seen["data"] == ["x.rec"] and seen["before"] == ["ckpt-0001.params"]
 
     code, log = _train(host, store, *urls, "--exit=3")                  # the code folder is there now
@@ -206,3 +209,19 @@ def test_training_boot_fetches_code_runs_the_boot_file_and_uploads_outputs(conte
     proc.send_signal(signal.SIGTERM)                                     # passed on; outputs still uploaded
     assert proc.wait(30) == 128 + signal.SIGTERM
     assert (bucket / "out" / "seen.json").is_file()
+
+
+def test_dockerfile_reader_and_emulator_image_list_name_what_is_wrong(tmp_path):
+    image = dockerfile.parse('FROM base:1\nWORKDIR /app\nCOPY --chown=1:1 a/ b/ ./\nENV A=1 \\\n  B="$A x"\n'
+                             'CMD python -m x\n')
+    assert image.copies == [("a/", "/app"), ("b/", "/app")] and image.env == {"A": "1", "B": "1 x"}
+    assert image.cmd == ["/bin/sh", "-c", "python -m x"]
+    with pytest.raises(ValueError, match="line 2: CMD is not valid JSON"):
+        dockerfile.parse('FROM x:1\nCMD ["a", \n')
+    with pytest.raises(ValueError, match="line 1: the Dockerfile ends inside a continued instruction"):
+        dockerfile.parse("RUN a \\\n")
+    from orchestrator.emulator.images import parse
+    with pytest.raises(ValueError, match="write SWR_URL=CONTEXT_DIR"):
+        parse(["swr.x.com/org/name"])
+    with pytest.raises(ValueError, match="has no Dockerfile"):
+        parse([f"swr.x.com/org/name:1={tmp_path}"])

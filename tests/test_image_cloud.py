@@ -17,7 +17,7 @@ from orchestrator.backends.base import JobSpec, ModelSpec
 from orchestrator.factory import config_and_dir, make_backend
 from orchestrator.image.context import build_context
 
-from cloud import ENV, emulator, moto_server, write_config
+from cloud import ENV, emulator, moto_server, wait_job, write_config
 from pipelines import REPO, cli, fake_job, tiny_pipeline
 
 pytestmark = pytest.mark.slow
@@ -85,16 +85,6 @@ sys.exit("failing on purpose")
 """
 
 
-def _until(backend, ref, phases, timeout=120.0):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        state = backend.job_status(ref)
-        if state.phase in phases:
-            return state
-        time.sleep(0.2)
-    raise AssertionError(f"job {ref.name} is still {state.phase}")
-
-
 def test_failed_and_stopped_image_jobs_report_why_and_keep_their_checkpoints(backend, tmp_path):
     run = "261204-130000-beef"
     (tmp_path / "data").mkdir()
@@ -104,7 +94,7 @@ def test_failed_and_stopped_image_jobs_report_why_and_keep_their_checkpoints(bac
                    boot_file="train.py", data_url=f"obs://img-bucket/fake/{run}/data/",
                    train_url=f"obs://img-bucket/fake/{run}/output/", image=IMAGE)
     failed = backend.submit_job(spec)
-    state = _until(backend, failed, {"Failed", "Completed"})
+    state = wait_job(backend, failed, timeout=120)
     assert state.phase == "Failed" and "exited with code 1" in state.reason and "failing on purpose" in state.reason
     lines, _ = backend.job_logs(failed)
     assert "training with ['train.rec']" in lines and any(line.startswith("[run_train] running") for line in lines)
@@ -112,11 +102,11 @@ def test_failed_and_stopped_image_jobs_report_why_and_keep_their_checkpoints(bac
 
     stopped = backend.submit_job(dataclasses.replace(spec, name=f"stops-{run}-train",
                                                      hyperparameters=(("sleep", "60"),)))
-    _until(backend, stopped, {"Running"})
+    wait_job(backend, stopped, ("Running",), timeout=120)
     while not any("training with" in line for line in backend.job_logs(stopped)[0]):
         time.sleep(0.2)
     backend.stop_job(stopped)
-    assert _until(backend, stopped, {"Terminated", "Failed"}).phase == "Terminated"
+    assert wait_job(backend, stopped, timeout=120).phase == "Terminated"
     for resource in backend.list_resources(run):
         backend.delete_resource(resource)
     assert backend.list_resources(run) == []

@@ -127,7 +127,7 @@ def parse(text: str) -> Image:
         elif k == "USER":
             image.user = ins.value.split(":")[0]
         elif k == "WORKDIR":
-            image.workdir = posixpath.join(image.workdir, _expand(ins.value, image.env))
+            image.workdir = posixpath.normpath(posixpath.join(image.workdir, _expand(ins.value, image.env)))
         elif k == "ENV":
             _env(ins, image.env)
         elif k == "EXPOSE":
@@ -145,7 +145,7 @@ def parse(text: str) -> Image:
                      if not w.startswith("--")]
             if len(words) < 2:
                 raise ValueError(f"line {ins.line}: {k} needs a source and a destination")
-            dest = posixpath.join(image.workdir, _expand(words[-1], image.env))
+            dest = posixpath.normpath(posixpath.join(image.workdir, _expand(words[-1], image.env)))
             for src in words[:-1]:
                 image.copies.append((src, dest))
     return image

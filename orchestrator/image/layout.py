@@ -35,6 +35,11 @@ def output_dir(name: str) -> str:
     return f"{OUTPUTS_DIR}/{name}_0/"
 
 
+def under(home, path: str):
+    """``path`` (below ``HOME``) relative to another home folder ``home`` (a ``Path``)."""
+    return home / path[len(HOME):].lstrip("/")
+
+
 def train_command(boot_file: str) -> str:
     """The v2 job's ``algorithm.command``: the image's training boot with the boot file
     relative to ``MA_JOB_DIR``; ModelArts appends the inputs, outputs and hyperparameters."""

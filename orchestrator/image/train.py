@@ -10,7 +10,8 @@ this project's job runtime (``moxing`` and ``mms`` on the path, ModelArts' argum
 2. Arguments whose value is an ``obs://``/``s3://`` URL are staged: ``--train_url`` (and
    any name in ``$MA_OUTPUT_ARGS``, comma-separated) becomes a local output folder under
    ``~/modelarts/outputs/<name>_0/`` holding what the URL already had (checkpoints of an
-   earlier attempt); any other becomes a local copy under ``~/modelarts/inputs/<name>_0/``.
+   earlier attempt); any other becomes a local copy under ``~/modelarts/inputs/<name>_0/``
+   (a folder, or the one file an URL names).
    Local paths (ModelArts' ``local_dir`` channels) are passed as they are.
 3. Runs ``python BOOT_FILE ARGS`` in the home folder with the code folder, its parent and
    the runtime shims on ``sys.path``, output on stdout. SIGTERM and SIGINT are passed on to it.
@@ -81,16 +82,23 @@ def stage(args: list[str], home: Path, outputs: set[str]) -> tuple[list[str], li
         if not sep or not value.lower().startswith(SCHEMES):
             out.append(arg)
             continue
-        url = value if value.endswith("/") else value + "/"
         mox = _mox()
+        url = value if value.endswith("/") else value + "/"
         if name in outputs:
-            local = home / layout.output_dir(name)[len(layout.HOME) + 1:]
+            local = layout.under(home, layout.output_dir(name))
             local.mkdir(parents=True, exist_ok=True)
             if mox.file.exists(url):
                 mox.file.copy_parallel(url, str(local))
             uploads.append((local, url))
+        elif not value.endswith("/") and mox.file.exists(value) and not mox.file.is_directory(value):
+            local = layout.under(home, layout.input_dir(name))
+            local.mkdir(parents=True, exist_ok=True)
+            say(f"downloading {value} to {local}")
+            mox.file.copy(value, str(local / value.rsplit("/", 1)[-1]))
+            out.append(f"--{name}={local / value.rsplit('/', 1)[-1]}")      # a file stays a file
+            continue
         else:
-            local = home / layout.input_dir(name)[len(layout.HOME) + 1:]
+            local = layout.under(home, layout.input_dir(name))
             say(f"downloading {url} to {local}")
             mox.file.copy_parallel(url, str(local))
         out.append(f"--{name}={local}/")
@@ -125,7 +133,7 @@ def run(cmd: list[str], cwd: Path, env: dict) -> int:
 def main(argv: list[str] | None = None) -> int:
     code_url, boot_file, args = split_argv(list(sys.argv[1:] if argv is None else argv))
     home = Path(os.environ.get("HOME") or layout.HOME)
-    job_dir = Path(os.environ.get("MA_JOB_DIR") or home / layout.JOB_DIR[len(layout.HOME) + 1:])
+    job_dir = Path(os.environ.get("MA_JOB_DIR") or layout.under(home, layout.JOB_DIR))
     outputs = {"train_url", *filter(None, os.environ.get("MA_OUTPUT_ARGS", "").split(","))}
     try:
         boot, code = locate(boot_file, job_dir, code_url)
