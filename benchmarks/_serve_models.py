@@ -8,6 +8,8 @@
 * ``mms_folder(package, store, name)``: the same package as an MMS 1.x model folder
   (``MAR-INF/MANIFEST.json`` naming ``mms_handler:handle``, the adapter of
   ``_serve_mms_handler.py``); the files are hard links or copies, nothing is changed.
+* ``image_set(folder, seeds)``: photo-like JPEGs and an im2rec-style ``test.lst`` naming them
+  (calibration and held-out images of the int8 conversion).
 * ``multipart_body(path, field, filename, content)``: a ``multipart/form-data`` body
   written to ``path``; returns its Content-Type.
 """
@@ -52,6 +54,7 @@ def build_classifier(dest: str, num_layers: int, classes: int = 1000) -> str:
     mx.random.seed(0)
     module.init_params(mx.init.Xavier(rnd_type="gaussian", factor_type="in", magnitude=2))
     args, aux = module.get_params()
+    args["fc1_weight"] *= 0.01  # random features give huge logits: keep the softmax unsaturated so top-1 varies
     symbol.save(os.path.join(dest, "resnet-symbol.json"))
     params = {**{"arg:" + k: v for k, v in args.items()}, **{"aux:" + k: v for k, v in aux.items()}}
     mx.nd.save(os.path.join(dest, "resnet-0000.params"), params)
@@ -93,13 +96,15 @@ def _link_or_copy(src: str, dst: str) -> None:
         shutil.copy2(src, dst)
 
 
-def sample_jpeg(width: int = 640, height: int = 480) -> bytes:
-    """A photo-like JPEG (smooth colour fields plus noise), about 115 KB, same every run."""
+def sample_jpeg(width: int = 640, height: int = 480, seed: int = 7) -> bytes:
+    """A photo-like JPEG (smooth colour fields plus noise), about 115 KB, same every run;
+    other seeds give other images (calibration and held-out sets of the int8 conversion)."""
     import cv2
 
-    rng = np.random.RandomState(7)
+    rng = np.random.RandomState(seed)
+    fx, fy, phase = (57, 43, 0.0) if seed == 7 else (rng.uniform(15, 90), rng.uniform(15, 90), rng.uniform(0, 6))
     y, x = np.mgrid[0:height, 0:width].astype(np.float32)
-    img = np.stack([128 + 100 * np.sin(x / 57 + c) * np.cos(y / 43 - c) for c in (0.0, 1.0, 2.0)], axis=-1)
+    img = np.stack([128 + 100 * np.sin(x / fx + c + phase) * np.cos(y / fy - c) for c in (0.0, 1.0, 2.0)], axis=-1)
     img = np.clip(img + rng.normal(0, 12, img.shape), 0, 255).astype(np.uint8)
     ok, jpeg = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 90])
     assert ok
@@ -112,3 +117,16 @@ def multipart_body(path: str, field: str, filename: str, content: bytes) -> str:
     with open(path, "wb") as fh:
         fh.write(head + content + f"\r\n--{BOUNDARY}--\r\n".encode())
     return f"multipart/form-data; boundary={BOUNDARY}"
+
+
+def image_set(folder: str, seeds) -> str:
+    """JPEGs ``<seed>.jpg`` of ``sample_jpeg`` in ``folder`` and ``test.lst`` naming them; returns the .lst path."""
+    os.makedirs(folder)
+    lines = []
+    for i, seed in enumerate(seeds):
+        with open(os.path.join(folder, f"{seed}.jpg"), "wb") as fh:
+            fh.write(sample_jpeg(seed=seed))
+        lines.append(f"{i}\t0\t{seed}.jpg\n")
+    with open(os.path.join(folder, "test.lst"), "w") as fh:
+        fh.write("".join(lines))
+    return os.path.join(folder, "test.lst")

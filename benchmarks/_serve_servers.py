@@ -126,9 +126,10 @@ def _quiet(read) -> float:
 class Ours(_Server):
     label = "ours"
 
-    def __init__(self, package: str, workdir: str, workers: int, autogroup_nice: int | None = None):
+    def __init__(self, package: str, workdir: str, workers: int, autogroup_nice: int | None = None,
+                 label: str = "ours"):
         super().__init__(workdir, autogroup_nice)
-        self.package, self.workers = package, workers
+        self.package, self.workers, self.label = package, workers, label
 
     def start(self, timeout: float = 180) -> float:
         ready = os.path.join(self.workdir, "ready.json")

@@ -127,6 +127,12 @@ def _result(name: str, info: dict) -> str:
         parts = [f"{k.replace('_', ' ')} {v:.3f}" for k, v in m.items()
                  if k in ("train_accuracy", "val_accuracy") and isinstance(v, (int, float))]
         return ", ".join(parts)
+    if name == "import_model" and info.get("optimize"):
+        o = info["optimize"]
+        agree = (f", top-1 agreement {o['top1_agreement']:.1%}" if o.get("top1_agreement") is not None else
+                 f", embeddings within {o['embedding_max_abs_diff']:.3f}" if o.get("embedding_max_abs_diff") is not None
+                 else "")
+        return f"serving {o['mode']}{agree}"
     if name == "deploy" and info.get("url"):
         return info["url"]
     if name == "predict" and "count" in info:
