@@ -156,3 +156,37 @@ def test_user_code_gets_no_project_inference_code_merged_in(tmp_path):
     plan, _, _ = load_plan(path, None, None)
     assert plan.job.include_dirs == ()
     assert PipelineSpec(name="demo").train.inference_code == "inference/image_classification"
+
+
+@pytest.fixture
+def classification_job_modules(monkeypatch):
+    """The classification job's top-level modules (the face job has modules of the same
+    names): imported for one test, then the previous ones are put back."""
+    import sys
+    names = ("rec_data", "train_args", "job_args", "job_common")
+    saved = {n: sys.modules.pop(n) for n in names if n in sys.modules}
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "jobs" / "image_classification"))
+    import rec_data
+    import train_args
+    yield rec_data, train_args
+    for name in names:
+        sys.modules.pop(name, None)
+    sys.modules.update(saved)
+
+
+def test_the_caltech_tutorial_hyperparameters_reach_the_job(tmp_path, classification_job_modules):
+    """train_file, val_file, epoch_image_num and save_frequency (the ModelArts Caltech101
+    tutorial's) are understood by the project's classification job."""
+    rec_data, train_args = classification_job_modules
+    args, _ = train_args.parse(["--data_url=d", "--train_url=o", "--train_file=caltech_tr.rec",
+                                "--val_file=caltech_va.rec", "--epoch_image_num=20", "--save_frequency=2"])
+    assert (args.train_file, args.val_file, args.num_examples, args.save_frequency) == (
+        "caltech_tr.rec", "caltech_va.rec", 20, 2)
+    for name in ("caltech_tr.rec", "caltech_tr.idx", "caltech_va.rec", "train.rec"):
+        (tmp_path / name).write_bytes(b"x")
+    (tmp_path / "caltech_tr.idx").write_text("0\t0\n1\t10\n")
+    data = rec_data.describe(str(tmp_path), "caltech_tr.rec", "caltech_va.rec")
+    assert data["train"] == (str(tmp_path / "caltech_tr.rec"), str(tmp_path / "caltech_tr.idx"))
+    assert data["val"] == (str(tmp_path / "caltech_va.rec"), None) and data["num_train"] == 2
+    with pytest.raises(rec_data.DataError, match="--val_file missing.rec .* caltech_tr.rec, caltech_va.rec"):
+        rec_data.describe(str(tmp_path), "caltech_tr.rec", "missing.rec")

@@ -49,8 +49,19 @@ def _count_records(rec, idx):
     return count
 
 
-def describe(data_dir):
-    """Everything train.py needs to know about the data folder (a dict).
+def named_rec(data_dir, name, what):
+    """(rec_path, idx_path or None) of the file ``name`` in data_dir (--train_file/--val_file)."""
+    rec = os.path.join(data_dir, name)
+    if not os.path.isfile(rec) or os.path.getsize(rec) == 0:
+        found = ", ".join(sorted(n for n in os.listdir(data_dir) if n.endswith(".rec"))) or "none"
+        raise DataError(f"--{what} {name} is not a non-empty file in --data_url {data_dir} (.rec files: {found})")
+    idx = os.path.splitext(rec)[0] + ".idx"
+    return rec, (idx if os.path.isfile(idx) else None)
+
+
+def describe(data_dir, train_file=None, val_file=None):
+    """Everything train.py needs to know about the data folder (a dict). ``train_file`` /
+    ``val_file`` name the RecordIO files (else train.rec / *_train.rec and the val ones).
 
     Keys: train (rec, idx), val (rec, idx) or None, labels (list or None), num_classes,
     num_train, pack_resize (int > 0 or None), pack_interpolation.  Raises DataError.
@@ -58,7 +69,7 @@ def describe(data_dir):
     if not os.path.isdir(data_dir):
         raise DataError(f"--data_url {data_dir} is not a folder; pass the folder that holds "
                         f"train.rec and train.idx (made by jobs.data.im2rec)")
-    train = find_rec(data_dir, "train")
+    train = named_rec(data_dir, train_file, "train_file") if train_file else find_rec(data_dir, "train")
     if train is None:
         raise DataError(f"no train.rec (or *_train.rec) in --data_url {data_dir}; create it "
                         f"with: python -m jobs.data.im2rec IMAGE_ROOT {data_dir}")
@@ -83,7 +94,8 @@ def describe(data_dir):
     if num_train < 1:
         raise DataError(f"{train[0]} holds no records; re-create the data set")
     resize = info.get("resize")
-    return {"train": train, "val": find_rec(data_dir, "val"), "labels": labels,
+    val = named_rec(data_dir, val_file, "val_file") if val_file else find_rec(data_dir, "val")
+    return {"train": train, "val": val, "labels": labels,
             "num_classes": len(labels) if labels else info.get("num_classes"),
             "num_train": int(num_train), "pack_resize": int(resize) if resize else None,
             "pack_interpolation": info.get("resize_interpolation", "area/linear")}

@@ -168,7 +168,7 @@ def train(args, sync_out):
     """The job proper, on local folders; sync_out() publishes train_url after each epoch."""
 
     # 1. Data: classes and sizes from the data folder unless given.
-    data = rec_data.describe(args.data_url)
+    data = rec_data.describe(args.data_url, args.train_file, args.val_file)
     num_classes = args.num_classes or data["num_classes"]
     if not num_classes:
         raise JobError(f"number of classes unknown: no labels.txt/dataset.json in "
@@ -227,7 +227,7 @@ def train(args, sync_out):
     epoch_cbs = []
     if writer:
         batch_cbs.append(recorder.batch_end)
-        epoch_cbs = [mx.callback.do_checkpoint(prefix_path), recorder.epoch_end]
+        epoch_cbs = [mx.callback.do_checkpoint(prefix_path, period=args.save_frequency), recorder.epoch_end]
     val_metric = mx.metric.CompositeEvalMetric([
         mx.metric.Accuracy(), mx.metric.CrossEntropy(),
         mx.metric.TopKAccuracy(top_k=min(5, num_classes))])
