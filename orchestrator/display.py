@@ -24,6 +24,7 @@ class Display:
                                  console=self.console, transient=False)
         self.tasks: dict[str, int] = {}
         self.last_epoch_reported = 0
+        self.phase: str | None = None
 
     def __enter__(self):
         if self.live:
@@ -71,7 +72,13 @@ class Display:
     def _on_progress(self, event: Event) -> None:
         p = event.data["progress"]
         acc = p.metrics.get("Validation-accuracy")
-        info = (f"val acc {acc:.3f}" if acc is not None else "") + (f"  {p.speed:.0f} img/s" if p.speed else "")
+        info = (f"{p.val_label} {acc:.3f}" if acc is not None else "") + (f"  {p.speed:.0f} img/s" if p.speed else "")
+        if p.phase != self.phase:
+            self.phase = p.phase
+            if self.live and "epochs" in self.tasks:
+                self.progress.update(self.tasks["epochs"], description=f"  epochs ({p.phase.split(',')[0]})")
+            elif not self.live:
+                self._print(f"    phase {p.phase}")
         if self.live:
             epochs = self._task("epochs", "  epochs", total=p.num_epochs)
             self.progress.update(epochs, total=p.num_epochs, completed=p.epochs_done, info=info)
@@ -112,6 +119,8 @@ def summary(console: Console, report: dict) -> None:
                       f"({predict['correct']}/{predict['count']} images, p50 latency {predict['latency_p50_ms']} ms)")
     for note in report.get("notes", []):
         console.print(f"[dim]note: {note}[/dim]")
+    for warning in report["steps"].get("train", {}).get("warnings", []):
+        console.print(f"[yellow]training warning: {warning}[/yellow]")
     console.print(f"total {report['seconds']:.1f}s; report: {report['paths']['report']}; logs: {report['paths']['logs']}")
     if report["paths"].get("model"):
         console.print(f"model package kept at {report['paths']['model']}")
@@ -124,8 +133,12 @@ def _result(name: str, info: dict) -> str:
         return f"{info['files']} files, {info['skipped']} unchanged, {info['bytes'] / 1e6:.1f} MB"
     if name == "train" and info.get("metrics"):
         m = info["metrics"]
-        parts = [f"{k.replace('_', ' ')} {v:.3f}" for k, v in m.items()
-                 if k in ("train_accuracy", "val_accuracy") and isinstance(v, (int, float))]
+        labels = {"train_accuracy": "train accuracy", "val_accuracy": info.get("selection", "val accuracy")}
+        parts = [f"{label} {m[k]:.3f}" for k, label in labels.items() if isinstance(m.get(k), (int, float))]
+        for phase in info.get("phases", []) if len(info.get("phases", [])) > 1 else []:
+            best = phase.get("best") or {}
+            if "accuracy" in best:
+                parts.append(f"{phase['name']} ({phase['loss']}) best {best['accuracy']:.3f} @ epoch {best['epoch'] + 1}")
         return ", ".join(parts)
     if name == "import_model" and info.get("optimize"):
         o = info["optimize"]

@@ -132,7 +132,11 @@ class Pipeline:
             if state.phase != "Completed":
                 raise StepFailed("train", f"job {spec.name} {state.phase.lower()}: {state.reason}",
                                  log=str(self.plan.run_dir / "logs" / "train.log"))
-            info["metrics"] = self._job_metrics()
+            doc = self._job_metrics()
+            info["metrics"] = doc.get("final", {})
+            for key in ("selection", "phases", "best", "warnings"):  # face job: what was exported and why
+                if doc.get(key):
+                    info[key] = doc[key]
             return self.job
 
     def import_model(self) -> ModelRef:
@@ -332,7 +336,8 @@ class Pipeline:
         target = self.plan.run_dir / "metrics.json"
         try:
             self.backend.storage.get(self.plan.output_uri + "metrics.json", str(target))
-            return json.loads(target.read_text()).get("final", {})
+            doc = json.loads(target.read_text())
+            return doc if isinstance(doc, dict) else {}
         except (BackendError, UserError, OSError, ValueError):
             return {}
 

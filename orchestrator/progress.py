@@ -11,6 +11,8 @@ BATCH = re.compile(r"Epoch\[(\d+)\] Batch \[(\d+)-(\d+)\]\s+Speed: ([\d.]+) samp
 EPOCH_END = re.compile(r"Epoch\[(\d+)\] Time cost=")
 EPOCH_METRIC = re.compile(r"Epoch\[(\d+)\] (Train|Validation)-([\w-]+)=([-+\d.eE]+)")
 METRIC = re.compile(r"([\w-]+)=([-+\d.eE]+)")
+VAL_LABEL = re.compile(r"^Validation metric: (.+)$")          # face job: which set Validation-accuracy is
+PHASE = re.compile(r"^Phase\[(\d+)/(\d+)\] (\w+): loss (\S+).*?epochs (\d+)-(\d+)")
 
 
 @dataclass(frozen=True)
@@ -22,10 +24,19 @@ class TrainingProgress:
     validated: int = 0                # epochs whose validation metrics were logged
     speed: float | None = None        # samples/s
     metrics: dict = field(default_factory=dict)   # latest values, e.g. {"Validation-accuracy": 0.93}
+    val_label: str = "val acc"        # what Validation-accuracy measures, e.g. "lfw acc"
+    phase: str | None = None          # e.g. "pretrain softmax 1/2, epochs 1-8" while a job has phases
 
 
 def update(progress: TrainingProgress, line: str) -> TrainingProgress | None:
     """The new progress after ``line``, or None when the line says nothing about it."""
+    if m := VAL_LABEL.search(line):
+        return replace(progress, val_label=m.group(1).replace("accuracy", "acc"))
+    if m := PHASE.search(line):
+        if m.group(2) == "1":
+            return None
+        return replace(progress, phase=f"{m.group(3)} {m.group(4)} {m.group(1)}/{m.group(2)}, "
+                                       f"epochs {int(m.group(5)) + 1}-{int(m.group(6)) + 1}")
     if m := START.search(line):
         return replace(progress, num_epochs=int(m.group(1)), epoch_size=int(m.group(2)))
     if m := BATCH.search(line):

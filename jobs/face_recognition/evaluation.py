@@ -2,7 +2,7 @@
 
 * ``find_targets(data_dir, names)``: the ``.bin`` pair files to verify on, in order
   (insightface's lfw, cfp_fp, agedb_30 first, then the others alphabetically, unless
-  ``names`` pins them); the first one decides the best checkpoint.
+  ``names`` pins them); ``--select_by`` (default the first) decides the best checkpoint.
 * ``read_labels(data_dir, n)``: identity names (labels.txt, else the ids).
 * ``embedder(net, ctx)``: uint8 N x H x W x 3 RGB -> numpy N x emb (inference mode).
 * ``log_result(log, name, tag, result)``: insightface's lines, e.g.
@@ -95,17 +95,38 @@ def build_gallery(rec, embed, image_size, per_identity, labels, batch_size=64):
 
 class Verifier:
     """``verifier(batch, epoch)`` verifies the network on every target (blocking), logs the
-    lines, records them in metrics.json and keeps the best weights by the first target's
-    accuracy (ties: the later one) in ``best_params`` (``arg:``/``aux:`` keys) and in the
-    ``<best_prefix>-0000.params`` checkpoint.  ``record=False`` only logs (final check).
+    lines, records them in metrics.json and keeps the best weights by the selection score
+    (``select_by``: a target's accuracy, or ``mean`` over the targets; ties: the later one).
+
+    Bests are kept per slot: ``begin_phase(name, slot)`` says where the current phase's
+    bests go; slot ``best`` is what gets exported (``<best_prefix>-0000.params``), another
+    slot (``pretrain-best``: a pre-training not eligible for export) is written to
+    ``<prefix>-<slot>-0000.params`` and only compared.  ``record=False`` only logs.
     Returns {target: verify() result}.
     """
 
-    def __init__(self, targets, net, ctx, batch_size, metrics, best_prefix, log):
+    def __init__(self, targets, net, ctx, batch_size, metrics, prefix, log, select_by=""):
         self.targets, self.net, self.batch_size = targets, net, batch_size
         self.embed = embedder(net, ctx)
-        self.metrics, self.best_prefix, self.log = metrics, best_prefix, log
-        self.best_accuracy, self.best_params = -1.0, None
+        self.metrics, self.prefix, self.log = metrics, prefix, log
+        names = [t[0] for t in targets]
+        if select_by and select_by != "mean" and select_by not in names:
+            raise TargetError(f"--select_by {select_by}: not a verification target "
+                              f"(targets: {', '.join(names) or 'none'}; or 'mean')")
+        self.select = select_by or (names[0] if names else None)
+        self.label = ("mean accuracy of " + ",".join(names) if self.select == "mean"
+                      else f"{self.select} accuracy")
+        self.phase, self.slot = None, "best"
+        self.bests = {}      # slot -> {"accuracy", "batch", "epoch", "phase", "checkpoint"}
+        self.best_params = None
+
+    def score(self, results):
+        if self.select == "mean":
+            return float(np.mean([r["accuracy"] for r in results.values()]))
+        return results[self.select]["accuracy"]
+
+    def begin_phase(self, name, slot):
+        self.phase, self.slot = name, slot
 
     def __call__(self, batch, epoch, record=True):
         results = {}
@@ -114,20 +135,40 @@ class Verifier:
             log_result(self.log, name, batch, r)
             if record:
                 self.metrics.add_verification(name, batch, epoch, r)
-        first = self.targets[0][0] if self.targets else None
-        if record and first and results[first]["accuracy"] >= self.best_accuracy:
-            self.best_accuracy = results[first]["accuracy"]
-            symbol, self.best_params = model_export.network_params(self.net)
-            path = model_export.save_checkpoint(self.best_prefix, 0, symbol, self.best_params)
-            self.metrics.set_best({"target": first, "accuracy": self.best_accuracy, "batch": batch,
-                                   "epoch": epoch, "checkpoint": os.path.basename(path)})
-            self.log.info("[%s][%s]Accuracy-Highest: %1.5f (saved %s)", first, batch,
-                          self.best_accuracy, os.path.basename(path))
+        if not record or not results:
+            return results
+        score, best = self.score(results), self.bests.get(self.slot)
+        if best is None or score >= best["accuracy"]:
+            symbol, params = model_export.network_params(self.net)
+            path = model_export.save_checkpoint(f"{self.prefix}-{self.slot}", 0, symbol, params)
+            if self.slot == "best":
+                self.best_params = params
+            self.bests[self.slot] = best = {
+                "selection": self.label, "accuracy": score, "batch": batch, "epoch": epoch,
+                "phase": self.phase, "checkpoint": os.path.basename(path)}
+            self.metrics.set_best(self.slot, best)
+            self.log.info("[%s][%s]Accuracy-Highest: %1.5f (%s, saved %s)", self.select, batch,
+                          score, self.phase or "train", os.path.basename(path))
         return results
 
     def restore_best(self):
-        """Put the best weights (if any verification ran) back into the network."""
-        if self.best_params is not None:
-            model_export.set_network_params(
-                self.net, {k.partition(":")[2]: v for k, v in self.best_params.items()},
-                "best checkpoint")
+        """Put the exported slot's best weights back into the network (from memory, else
+        from its checkpoint file after a resume); False when there are none."""
+        params = self.best_params
+        if params is None and "best" in self.bests:
+            params = model_export.load_params(f"{self.prefix}-best", 0)
+        if params is None:
+            return False
+        model_export.set_network_params(
+            self.net, {k.partition(":")[2] or k: v for k, v in params.items()}, "best checkpoint")
+        return True
+
+    def phase_warning(self):
+        """A warning text when the exported phase never beat the pre-training, else None."""
+        final, pre = self.bests.get("best"), self.bests.get("pretrain-best")
+        if not final or not pre or final["accuracy"] > pre["accuracy"]:
+            return None
+        return (f"the {final['phase']} phase never beat the pre-training: best {self.label} "
+                f"{final['accuracy']:.4f} (epoch {final['epoch']}) vs {pre['accuracy']:.4f} after "
+                f"pre-training epoch {pre['epoch']}; the export keeps the {final['phase']} "
+                f"phase's best (--best_across_phases=true exports the pre-trained weights)")

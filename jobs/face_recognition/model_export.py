@@ -17,6 +17,7 @@ Package (``export_package``), built in a temporary folder and renamed into place
 The service calls two faces the same person when the cosine of their flip-summed,
 normalised embeddings exceeds ``threshold``.
 """
+import json
 import os
 
 import shared
@@ -53,24 +54,59 @@ def save_checkpoint(prefix, epoch, symbol, params):
     return path
 
 
-def load_params(prefix, epoch, also_in=None):
-    """{name: NDArray} (arg:/aux: stripped) of checkpoint prefix/epoch, or ValueError.
-
-    A relative prefix not found as given is also looked up inside folder `also_in`.
-    """
-    import mxnet as mx
-    path = "%s-%04d.params" % (prefix, epoch)
-    if not os.path.isfile(path) and also_in and not os.path.isabs(prefix):
-        path = os.path.join(also_in, path)
+def resolve(prefix, epoch, also_in=None):
+    """(prefix, epoch, face.json dict or {}) of a checkpoint 'prefix,epoch' or, with epoch
+    None, of a model package folder (model-symbol.json + model-0000.params + face.json).
+    A relative path not found as given is also looked up inside folder `also_in`.
+    ValueError says what is missing."""
+    def where(path):
+        if not os.path.exists(path) and also_in and not os.path.isabs(path):
+            return os.path.join(also_in, path)
+        return path
+    if epoch is None:
+        folder = where(prefix)
+        info = {}
+        if os.path.isfile(os.path.join(folder, "face.json")):
+            with open(os.path.join(folder, "face.json")) as f:
+                info = json.load(f)
+        prefix, epoch = os.path.join(folder, info.get("prefix", "model")), info.get("epoch", 0)
+        if not os.path.isfile("%s-%04d.params" % (prefix, epoch)):
+            raise ValueError(f"{folder} is not a model package (no {os.path.basename(prefix)}-"
+                             f"{epoch:04d}.params); pass a package folder or 'prefix,epoch'")
+        return prefix, epoch, info
+    path = where("%s-%04d.params" % (prefix, epoch))
     if not os.path.isfile(path):
-        where = f" (also looked in {also_in})" if also_in else ""
-        raise ValueError(f"{prefix}-{epoch:04d}.params not found{where}; pass 'prefix,epoch' "
-                         f"of an existing checkpoint")
+        looked = f" (also looked in {also_in})" if also_in else ""
+        raise ValueError(f"{prefix}-{epoch:04d}.params not found{looked}; pass 'prefix,epoch' "
+                         f"of an existing checkpoint or a model package folder")
+    return path[:-len("-0000.params")], epoch, {}
+
+
+def load_params(prefix, epoch, also_in=None):
+    """{name: NDArray} (arg:/aux: stripped) of a checkpoint or package (see resolve)."""
+    import mxnet as mx
+    prefix, epoch, _ = resolve(prefix, epoch, also_in)
+    path = "%s-%04d.params" % (prefix, epoch)
     try:
         loaded = mx.nd.load(path)
     except mx.base.MXNetError as e:
         raise ValueError(f"cannot read {path} ({str(e).splitlines()[0]})") from None
     return {k.partition(":")[2] or k: v for k, v in loaded.items()}
+
+
+def load_block(prefix, epoch, also_in, ctx):
+    """(SymbolBlock of the saved embedding network, face.json dict or {}); the network
+    shape comes from its -symbol.json, so no --network arguments are needed."""
+    import mxnet as mx
+    prefix, epoch, info = resolve(prefix, epoch, also_in)
+    if not os.path.isfile(prefix + "-symbol.json"):
+        raise ValueError(f"{prefix}-symbol.json not found beside the weights")
+    try:
+        block = mx.gluon.SymbolBlock.imports(prefix + "-symbol.json", ["data"],
+                                             "%s-%04d.params" % (prefix, epoch), ctx=ctx)
+    except (mx.base.MXNetError, AssertionError, ValueError) as e:
+        raise ValueError(f"cannot load {prefix} ({str(e).splitlines()[0]})") from None
+    return block, info
 
 
 def set_network_params(net, loaded, what):

@@ -10,7 +10,9 @@ Unknown arguments are returned so that the caller can warn and go on. Invalid va
 ``ArgError`` with a one-line message. ``parse`` normalises: ``image_size`` -> (H, W) or None
 (from ``property``), ``lr_steps`` -> sorted global batch counts, ``mining`` -> canonical
 name, ``loss`` -> a name of losses.py / ``triplet``, margins -> ``margin_m1..3`` (None = the
-loss's default), ``pretrained`` -> (prefix, epoch) or None.
+loss's default), ``pretrained`` -> (prefix, epoch or None for a package folder) or None, ``val_file``
+-> .bin names added to ``target`` and ``val_recs`` (.rec names); a bare ``--eval_only`` /
+``--resume`` means true / auto.
 """
 import os
 
@@ -36,12 +38,30 @@ def _ints(text, name, example):
     return values
 
 
+BARE = {"--eval_only": "--eval_only=true", "--eval-only": "--eval_only=true",
+        "--resume": "--resume=auto"}  # flags users type without a value
+
+
 def parse(argv):
     """(args, unknown_args); raises ArgError on bad values."""
+    argv = list(argv)
+    for i, arg in enumerate(argv):
+        if arg in BARE and (i + 1 == len(argv) or argv[i + 1].startswith("--")):
+            argv[i] = BARE[arg]
     args, unknown = build_parser().parse_known_args(argv)
     problem = job_args.check(DECLARATION, args)
     if problem:
         raise ArgError(problem)
+    if not args.eval_only:
+        if args.num_epochs < 1:
+            raise ArgError(f"--num_epochs must be >= 1 (or pass --eval_only), got {args.num_epochs}")
+        if args.lr <= 0:
+            raise ArgError(f"--lr must be > 0 (or pass --eval_only), got {args.lr}")
+    elif not args.pretrained:
+        raise ArgError("--eval_only needs --pretrained: a checkpoint 'prefix,epoch' or a model "
+                       "package folder")
+    if args.warmup_steps and args.warmup_epochs:
+        raise ArgError("pass --warmup_steps or --warmup_epochs, not both")
     if args.loss_type is not None:
         args.loss = LOSS_TYPES[args.loss_type]
     if args.pretrain_epochs and args.loss != "triplet":
@@ -66,15 +86,27 @@ def parse(argv):
     args.net_units = tuple(_ints(args.net_units, "net_units", "2,2,2,2")) if args.net_units else None
     args.net_blocks = tuple(_ints(args.net_blocks, "net_blocks", "1,4,6,2")) if args.net_blocks else None
     args.lr_steps = sorted(set(_ints(args.lr_steps, "lr_steps", "100000,160000")))
+    args.lr_epochs = sorted(set(_ints(args.lr_epochs, "lr_epochs", "8,11")))
+    if args.lr_steps and args.lr_epochs:
+        raise ArgError("pass --lr_steps (updates) or --lr_epochs, not both")
     if args.pretrained:
         prefix, _, epoch = args.pretrained.partition(",")
         if epoch:
             try:
                 args.pretrained_epoch = int(epoch)
             except ValueError:
-                raise ArgError(f"--pretrained must be 'prefix,epoch', got {args.pretrained!r}") from None
-        if args.pretrained_epoch is None:
-            raise ArgError("--pretrained needs an epoch: 'prefix,epoch' or --pretrained_epoch")
+                raise ArgError(f"--pretrained must be 'prefix,epoch' or a model package folder, "
+                               f"got {args.pretrained!r}") from None
+        # No epoch: a model package folder, checked when it is loaded (model_export.resolve).
         args.pretrained = (prefix, args.pretrained_epoch)
-    args.target = [t.strip() for t in args.target.split(",") if t.strip()]
+    args.target = _names(args.target) + [n[:-4] for n in _names(args.val_file) if n.endswith(".bin")]
+    args.val_recs = [n for n in _names(args.val_file) if not n.endswith(".bin")]
+    if any(not n.endswith(".rec") for n in args.val_recs):
+        raise ArgError(f"--val_file {args.val_file!r}: give .bin pair files and/or a .rec")
+    if args.pretrain_lr is None:
+        args.pretrain_lr = args.lr
     return args, unknown
+
+
+def _names(text):
+    return [t.strip() for t in str(text).split(",") if t.strip()]
