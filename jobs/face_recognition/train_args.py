@@ -14,6 +14,7 @@ loss's default), ``pretrained`` -> (prefix, epoch or None for a package folder) 
 -> .bin names added to ``target`` and ``val_recs`` (.rec names); a bare ``--eval_only`` /
 ``--resume`` means true / auto.
 """
+import argparse
 import os
 
 import shared
@@ -49,15 +50,14 @@ def parse(argv):
         if arg in BARE and (i + 1 == len(argv) or argv[i + 1].startswith("--")):
             argv[i] = BARE[arg]
     args, unknown = build_parser().parse_known_args(argv)
-    problem = job_args.check(DECLARATION, args)
+    checked = args
+    if args.eval_only:  # nothing is trained: PaddleClas-style --num_epochs 0 --lr 0 are fine
+        checked = argparse.Namespace(**dict(vars(args), num_epochs=max(1, args.num_epochs),
+                                            lr=args.lr or 0.1))
+    problem = job_args.check(DECLARATION, checked)
     if problem:
         raise ArgError(problem)
-    if not args.eval_only:
-        if args.num_epochs < 1:
-            raise ArgError(f"--num_epochs must be >= 1 (or pass --eval_only), got {args.num_epochs}")
-        if args.lr <= 0:
-            raise ArgError(f"--lr must be > 0 (or pass --eval_only), got {args.lr}")
-    elif not args.pretrained:
+    if args.eval_only and not args.pretrained:
         raise ArgError("--eval_only needs --pretrained: a checkpoint 'prefix,epoch' or a model "
                        "package folder")
     if args.warmup_steps and args.warmup_epochs:
