@@ -20,7 +20,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from orchestrator.backends.base import BackendError
 from orchestrator import sqlite_wal
@@ -172,12 +172,19 @@ class Ledger:
             raise BackendError(f"run id {run_id!r} is already in the ledger {self.path}") from None
         return record
 
-    def resume_run(self, run_id: str, owner_pid: int, owner_started: float) -> RunRecord:
-        """Hand an ended (or orphaned) run to a new owner process and mark it running again.
-        A run whose owner is alive is refused by the caller (see reconcile.owner_alive)."""
+    def resume_run(self, run_id: str, owner_pid: int, owner_started: float,
+                   owned: Callable[[RunRecord], bool] = lambda record: False) -> RunRecord:
+        """Hand an ended (or orphaned) run to a new owner process and mark it running again,
+        in one write transaction: if ``owned(record)`` says the run still has a live owner
+        (``reconcile.live``), e.g. another ``run --resume`` took it a moment ago, UserError
+        and nothing changes. Two takeovers of one run can never both succeed."""
         with self._tx(write=True) as con:
-            if con.execute("SELECT 1 FROM runs WHERE run_id=?", (run_id,)).fetchone() is None:
+            row = con.execute(f"SELECT {_RUN_COLS} FROM runs WHERE run_id=?", (run_id,)).fetchone()
+            if row is None:
                 raise BackendError(f"run {run_id!r} is not in the ledger {self.path}")
+            if owned(_run(row)) and _run(row).owner_pid != owner_pid:
+                raise UserError(f"run {run_id} is already running (process {_run(row).owner_pid}); "
+                                "it was not resumed a second time", hint="wait for it, or stop it, then resume")
             con.execute("UPDATE runs SET status='running', ended_at=NULL, owner_pid=?, owner_started=? "
                         "WHERE run_id=?", (owner_pid, float(owner_started), run_id))
         return self.run(run_id)

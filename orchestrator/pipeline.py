@@ -26,6 +26,7 @@ import psutil
 
 from . import factory, failpoints, model_package, predictions
 from .backends.base import BackendError, JobRef, ModelRef, ServiceRef
+from .childenv import allowed_env
 from .files import tail
 from .errors import Interrupted, StepFailed, UserError
 from .events import Event
@@ -33,7 +34,7 @@ from .ledger import Ledger
 from .optimize import convert_package, summary as optimize_summary
 from .plan import REPO_ROOT, STEPS, Plan
 from .progress import TrainingProgress, update
-from .reconcile import teardown_run
+from .reconcile import RUN_ENV, live, stop_process, teardown_run
 from .resume import EarlierAttempt
 from .report import Report
 from .signals import raise_interrupted, signals_deferred
@@ -268,7 +269,7 @@ class Pipeline:
             me = psutil.Process()
             self.plan.run_dir.joinpath("logs").mkdir(parents=True, exist_ok=True)
             if self.resume and self.ledger.run(self.plan.run_id) is not None:
-                self.ledger.resume_run(self.plan.run_id, me.pid, me.create_time())
+                self.ledger.resume_run(self.plan.run_id, me.pid, me.create_time(), owned=live)
             else:
                 self.ledger.start_run(self.plan.run_id, self.plan.pipeline, str(self.plan.spec_path),
                                       self.plan.backend, self.plan.profile, me.pid, me.create_time(),
@@ -301,12 +302,29 @@ class Pipeline:
         failpoints.hit("teardown:running")
 
     def _tool(self, title: str, module_args: list[str]) -> None:
+        """Run a data tool; it is in the ledger before it starts (and carries the run id in
+        its environment), so ``cleanup`` stops it even after a SIGKILL of this process."""
         log = self.plan.run_dir / "logs" / "prepare.log"
+        rid = self.ledger.intend(self.plan.run_id, "process", f"{title} of {self.plan.run_id}", {"step": "prepare"})
+        env = {**allowed_env(), RUN_ENV: self.plan.run_id}
         with open(log, "ab") as fh:
-            result = subprocess.run([sys.executable, "-m", *module_args], cwd=REPO_ROOT, stdout=fh,
-                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        if result.returncode != 0:
-            raise StepFailed("prepare", f"{title} failed (exit {result.returncode}):\n{tail(log, 8)}", log=str(log))
+            proc = subprocess.Popen([sys.executable, "-m", *module_args], cwd=REPO_ROOT, stdout=fh, env=env,
+                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+        try:
+            try:
+                started = psutil.Process(proc.pid).create_time()
+            except psutil.Error:   # already finished
+                started = time.time()
+            self.ledger.created(rid, f"{proc.pid}:{started}")
+            failpoints.hit("prepare:tool")
+            code = proc.wait()
+        finally:   # Ctrl-C or SIGTERM: its own session does not get the terminal's signal, we stop it
+            if proc.poll() is None:
+                stop_process(proc.pid, started)
+                proc.wait()
+            self.ledger.deleted(rid)
+        if code != 0:
+            raise StepFailed("prepare", f"{title} failed (exit {code}):\n{tail(log, 8)}", log=str(log))
 
     def _follow_job(self, info: dict):
         progress, offset = TrainingProgress(), 0

@@ -204,7 +204,12 @@ def build_plan(spec: PipelineSpec, config: ConfigSpec, *, spec_path: Path, confi
                      backend=prof.backend, root=root, run_dir=run_dir, data=data, job=job, model=model,
                      service=service, predict=predict, teardown=spec.teardown, notes=notes, model_code=model_code,
                      optimize=optimize)
-    keys = step_keys(data, REPO_ROOT / "jobs" / "data", job, model, service, predict, model_code)
+    skipped: list[str] = []
+    keys = step_keys(data, REPO_ROOT / "jobs" / "data", job, model, service, predict, model_code, skipped)
+    if skipped:
+        shown = ", ".join(skipped[:5]) + (f" and {len(skipped) - 5} more" if len(skipped) > 5 else "")
+        plan_args["notes"] = notes + (f"train.code_dir: {len(skipped)} entr{'y is' if len(skipped) == 1 else 'ies are'} "
+                                      f"not a regular file (symlink, pipe, device) and not read: {shown}",)
     return Plan(**plan_args, steps=_steps(spec, data, job, model, service, predict, model_code, optimize),
                 keys=tuple(keys.items()))
 

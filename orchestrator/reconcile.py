@@ -17,7 +17,8 @@ import psutil
 from .backends.base import Resource
 from .ledger import Ledger
 
-ORDER = {"service": 0, "model": 1, "job": 2, "object_prefix": 3, "temp_dir": 4}
+ORDER = {"process": -1, "service": 0, "model": 1, "job": 2, "object_prefix": 3, "temp_dir": 4}
+RUN_ENV = "ORCHESTRATOR_RUN_ID"   # in the environment of the processes a run starts itself (data tools)
 
 
 def owner_alive(record) -> bool:
@@ -74,11 +75,42 @@ def leftovers(backend, ledger: Ledger, run_id: str | None = None, *,
     return sorted(out, key=lambda item: ORDER.get(item[0].kind, 9))
 
 
+def stop_process(pid: int, started: float | None = None) -> None:
+    """Stop process ``pid`` (if it is the one started at ``started``) and its session."""
+    try:
+        proc = psutil.Process(pid)
+        if started is not None and abs(proc.create_time() - started) >= 0.05:
+            return     # a recycled pid
+        victims = [proc] + proc.children(recursive=True)
+    except psutil.Error:
+        return
+    for victim in victims:
+        try:
+            victim.kill()
+        except psutil.Error:
+            pass
+    psutil.wait_procs(victims, timeout=10)
+
+
+def _stop_run_processes(res: Resource) -> None:
+    """A ``process`` resource: the one the ledger names, and any process carrying the run's
+    id in its environment (one started between its ledger row and the row's pid)."""
+    pid, _, started = res.id.partition(":")
+    if pid.isdigit() and started:
+        stop_process(int(pid), float(started))
+    for proc in psutil.process_iter():
+        try:
+            if proc.environ().get(RUN_ENV) == res.run_id:
+                stop_process(proc.pid)
+        except psutil.Error:
+            continue
+
+
 def remove(backend, ledger: Ledger, items, log: Callable[[str], None]) -> tuple[list[Resource], list[str]]:
     deleted, failed = [], []
     for res, rid in items:
         try:
-            backend.delete_resource(res)
+            _stop_run_processes(res) if res.kind == "process" else backend.delete_resource(res)
         except Exception as exc:   # keep going: one stuck resource must not strand the others
             failed.append(f"{res.kind} {res.name}: {exc}")
             if rid is not None:

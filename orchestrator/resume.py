@@ -56,4 +56,6 @@ class EarlierAttempt:
                 return self.backend.job_status(ref).phase not in ("Failed", "Terminated")
             except BackendError:
                 return False
+        if kind == "service":   # listed is not enough: its front may have died (then it is redeployed)
+            return self.backend.service_status(ref) == "running"
         return any(r.kind == kind and r.id == ref_id for r in self.backend.list_resources(self.plan.run_id))

@@ -12,7 +12,7 @@ _SECRET_WORDS = ("secret", "password", "passwd", "token", "credential", "accessk
 _SECRET_TOKENS = {"ak", "sk", "pwd"}
 
 
-def _secret_key_name(name: str) -> bool:
+def secret_key_name(name: str) -> bool:
     squashed = re.sub(r"[^a-z0-9]", "", name.lower())
     words = re.split(r"[^a-z0-9]+", re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name).lower())
     return any(w in squashed for w in _SECRET_WORDS) or bool(_SECRET_TOKENS.intersection(words))
@@ -24,7 +24,7 @@ def check_no_secrets(detail: Any, where: str = "detail") -> None:
         for key, value in detail.items():
             if not isinstance(key, str):
                 raise ValueError(f"ledger {where} keys must be strings, got {key!r}")
-            if _secret_key_name(key):
+            if secret_key_name(key):
                 raise ValueError(f"ledger {where}.{key}: looks like a secret; secrets never reach the ledger")
             check_no_secrets(value, f"{where}.{key}")
     elif isinstance(detail, (list, tuple)):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 from dataclasses import asdict
 from pathlib import Path
 
@@ -20,37 +21,58 @@ def digest(*parts) -> str:
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
-def tree(path: Path | str, content: bool) -> str:
+def tree(path: Path | str, content: bool, skipped: list[str] | None = None) -> str:
     """Hash of a folder: file names and bytes (``content``), or names, sizes and mtimes
-    (cheap enough for large image folders); of a single file: its bytes."""
+    (cheap enough for large image folders); of a single file: its bytes. Only regular
+    files are read: a symlink counts by its target's name (never followed: it may be
+    broken or lead anywhere), a FIFO, socket or device by its name alone, and the
+    relative paths of these go to ``skipped`` for the plan to report."""
     h = hashlib.sha256()
     root = Path(path)
     if root.is_file():
-        return hashlib.sha256(root.read_bytes()).hexdigest()[:16]
+        return _file_digest(root).hex()[:16]
     for folder, dirs, files in sorted(os.walk(root)):
         dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS)
-        for name in sorted(files):
+        for name in sorted(files + [d for d in dirs if os.path.islink(os.path.join(folder, d))]):
             if name.endswith(".pyc"):
                 continue
             file = Path(folder) / name
-            h.update(str(file.relative_to(root)).encode() + b"\0")
-            if content:
-                h.update(hashlib.sha256(file.read_bytes()).digest())
+            rel = str(file.relative_to(root))
+            h.update(rel.encode() + b"\0")
+            try:
+                st = file.lstat()
+            except OSError:      # vanished while we walked
+                continue
+            if stat.S_ISLNK(st.st_mode) or not stat.S_ISREG(st.st_mode):
+                link = os.readlink(file) if stat.S_ISLNK(st.st_mode) else ""
+                h.update(f"{stat.S_IFMT(st.st_mode)}:{link}".encode())
+                if skipped is not None:
+                    skipped.append(f"{rel} -> {link}" if link else rel)
+            elif content:
+                h.update(_file_digest(file))
             else:
-                st = file.stat()
                 h.update(f"{st.st_size}:{st.st_mtime_ns}".encode())
     return h.hexdigest()[:16]
 
 
+def _file_digest(path: Path) -> bytes:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.digest()
+
+
 def step_keys(data, tools_dir: Path, job: JobSpec, model: ModelSpec, service: ServiceSpec,
-              predict, model_code: Path | None = None) -> dict[str, str]:
-    """{step: key} for the data plan, job, model, service and predict plan of one run."""
+              predict, model_code: Path | None = None, skipped: list[str] | None = None) -> dict[str, str]:
+    """{step: key} for the data plan, job, model, service and predict plan of one run;
+    entries of the training code that are not regular files go to ``skipped``."""
     source = tree(data.source_dir, content=False) if data.source_dir else None
     generate = data.generate.model_dump() if data.generate else None
     prepare = digest("prepare", data.task, data.mode, generate, source, data.val_ratio, data.test_ratio,
                      data.resize, data.quality, tree(tools_dir, content=True))
     upload = digest("upload", prepare, data.data_uri)
-    code = [tree(job.code_dir, content=True)] + [tree(d, content=True) for d in job.include_dirs]
+    code = [tree(d, content=True, skipped=skipped) for d in (job.code_dir, *job.include_dirs)]
     train = digest("train", upload, asdict(job), code)
     imported = digest("import_model", train, asdict(model), tree(model_code, content=True) if model_code else None)
     deploy = digest("deploy", imported, asdict(service))

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import psutil
@@ -90,3 +92,50 @@ def test_validate_exits_2_with_one_line_for_a_hostile_file(tmp_path):
     result = cli("validate", "pipeline.yaml", cwd=tmp_path, timeout=60)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.startswith("error: ") and "expands to more than" in result.stderr
+
+
+@pytest.mark.slow
+def test_cleanup_stops_a_data_tool_the_killed_run_left_running(tmp_path):
+    path = tiny_pipeline(tmp_path, data={"generate": {"classes": 3, "images_per_class": 4000, "seed": 1,
+                                                      "min_size": 40, "max_size": 80}})
+    env = {**os.environ, "ORCHESTRATOR_FAILPOINT": "prepare:tool"}   # SIGKILL while the generator runs
+    killed = subprocess.run([sys.executable, "-m", "orchestrator", "run", str(path), "--json"], cwd=tmp_path,
+                            capture_output=True, text=True, env=env, timeout=120)
+    assert killed.returncode == -9, killed.stderr
+    state = tmp_path / "state"
+
+    def tools():
+        return [p for p in psutil.process_iter(["cmdline"]) if any(str(state) in c for c in p.info["cmdline"] or [])]
+
+    try:
+        assert tools(), "the generator outlives its orchestrator until cleanup"
+        result = cli("cleanup", "--json", cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        assert tools() == []
+        assert not any((state / "tmp").iterdir())
+        assert "cleaned" in cli("status", cwd=tmp_path).stdout
+    finally:
+        for proc in tools():
+            proc.kill()
+
+
+def test_validate_and_plan_read_regular_files_only_and_report_the_rest(tmp_path):
+    code = fake_job(tmp_path, "print('hi')")
+    (code / "gone.py").symlink_to(tmp_path / "missing.py")   # broken symlink: used to be a traceback
+    (code / "zeros").symlink_to("/dev/zero")                 # would be read forever
+    os.mkfifo(code / "pipe")                                 # would block forever
+    path = tiny_pipeline(tmp_path, train={"code_dir": str(code), "hyperparameters": {}})
+    assert cli("validate", str(path), cwd=tmp_path, timeout=60).returncode == 0
+    result = cli("plan", str(path), "--json", cwd=tmp_path, timeout=60)
+    assert result.returncode == 0, result.stderr
+    note = next(n for n in json.loads(result.stdout)["notes"] if "not a regular file" in n)
+    assert "gone.py" in note and "zeros" in note and "pipe" in note
+
+
+def test_job_code_staging_skips_what_is_not_a_file(tmp_path):
+    from orchestrator.backends.staging import stage_code
+    code = fake_job(tmp_path, "print('hi')")
+    (code / "gone.py").symlink_to(tmp_path / "missing.py")
+    os.mkfifo(code / "pipe")
+    target = stage_code(code, [], tmp_path / "staged")
+    assert sorted(p.name for p in target.iterdir()) == ["train.py"]

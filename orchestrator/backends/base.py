@@ -157,6 +157,10 @@ class Backend(Protocol):
         Returns the service's current ref (its url may change when it is restarted).
         Raises ``BackendError`` when the service does not exist or the change failed (the
         previous configs keep serving)."""
+    def service_status(self, ref: ServiceRef) -> str:
+        """``'running'`` only when the service can answer now (locally: its predictor is
+        alive and ``/health`` says so); else its state (``'failed'``, ``'stopped'``,
+        ``'deploying'``, ``'deleted'``, ...). Never raises for a missing service."""
     def predict(self, ref: ServiceRef, filename: str, content: bytes) -> Prediction: ...
     def delete_service(self, ref: ServiceRef) -> None: ...
     def list_resources(self, run_id: str | None = None) -> Iterable[Resource]: ...

@@ -3,18 +3,35 @@ it, files copied next to the boot file), the same on every backend."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import stat
 from pathlib import Path
 
-IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", ".git")
+_PATTERNS = shutil.ignore_patterns("__pycache__", "*.pyc", ".git")
+
+
+def _ignore(folder: str, names: list[str]) -> set[str]:
+    """What not to copy: caches, and anything that is not a file or folder once symlinks
+    are followed (a broken symlink, a FIFO that would block the copy, a device)."""
+    skipped = set(_PATTERNS(folder, names))
+    for name in names:
+        try:
+            mode = os.stat(os.path.join(folder, name)).st_mode
+        except OSError:
+            skipped.add(name)
+            continue
+        if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+            skipped.add(name)
+    return skipped
 
 
 def stage_code(code_dir: str | Path, includes, target: Path) -> Path:
     """Copy ``code_dir`` to ``target`` and merge ``includes`` into it; returns ``target``."""
-    shutil.copytree(code_dir, target, dirs_exist_ok=True, ignore=IGNORE)
+    shutil.copytree(code_dir, target, dirs_exist_ok=True, ignore=_ignore)
     for extra in map(Path, includes):   # e.g. the inference code that export_model packs
         if extra.is_dir():
-            shutil.copytree(extra, target, dirs_exist_ok=True, ignore=IGNORE)
+            shutil.copytree(extra, target, dirs_exist_ok=True, ignore=_ignore)
         else:                            # e.g. a module the job shares with another job
             shutil.copy2(extra, target / extra.name)
     return target

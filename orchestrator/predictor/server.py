@@ -32,6 +32,7 @@ import time
 
 import uvicorn
 
+from orchestrator.childenv import without_secrets
 from orchestrator.predictor.app import AppState, create_app
 from orchestrator.predictor.config import ConfigError, read_service
 from orchestrator.predictor.guard import guarded_protocol
@@ -132,7 +133,7 @@ async def run(settings) -> int:
         return 1
     host, port = sock.getsockname()[:2]
     url = f"http://{host if ':' not in host else f'[{host}]'}:{port}/"
-    router = Router(name=settings.name, base_env=dict(os.environ), drop_env=(settings.token_env,),
+    router = Router(name=settings.name, base_env=without_secrets(), drop_env=(settings.token_env,),
                     py2_compat=settings.py2_compat, drain_grace=settings.request_timeout + 5)
     metrics = router.metrics = Metrics(router.snapshot)
     state = AppState()

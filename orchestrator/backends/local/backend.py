@@ -65,6 +65,9 @@ class LocalBackend:
     def predict(self, ref: ServiceRef, filename: str, content: bytes) -> Prediction:
         return self.services.predict(ref, filename, content)
 
+    def service_status(self, ref: ServiceRef) -> str:
+        return self.services.live_status(ref.id)
+
     def delete_service(self, ref: ServiceRef) -> None:
         self.services.delete(ref.id)
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import psutil
 
+from ...childenv import allowed_env
 from ...files import read_json, tail, write_json  # noqa: F401  (the backend's modules call procs.*)
 
 RUNTIME_DIR = Path(__file__).resolve().parents[2] / "runtime"   # mms / moxing shims
@@ -95,7 +96,9 @@ def _quiet(fn, *args) -> None:
 
 
 def child_env(extra: dict[str, str] | None = None, pythonpath: list[Path] | None = None) -> dict[str, str]:
-    env = dict(os.environ)
+    """The allow-listed environment (``childenv.allowed_env``: no credentials) + the
+    runtime shims on ``PYTHONPATH`` + ``extra`` (what the job spec names)."""
+    env = allowed_env()
     paths = [str(p) for p in (pythonpath or [])] + [str(RUNTIME_DIR)]
     if env.get("PYTHONPATH"):
         paths.append(env["PYTHONPATH"])

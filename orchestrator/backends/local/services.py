@@ -80,7 +80,9 @@ class Services:
         cmd = [sys.executable, "-m", "orchestrator.predictor", "--config", str(sdir / "configs.json"),
                "--host", self.host, "--port", str(port), "--ready-file", str(sdir / "ready.json"),
                "--name", record["name"]] + (["--ttl", str(record["ttl_s"])] if record.get("ttl_s") else [])
-        proc, ident = procs.spawn(cmd, log_path=sdir / "predictor.log", cwd=sdir, env=procs.child_env())
+        token = os.environ.get(TOKEN_ENV)   # the predictor needs it (and keeps it from its workers)
+        proc, ident = procs.spawn(cmd, log_path=sdir / "predictor.log", cwd=sdir,
+                                  env=procs.child_env({TOKEN_ENV: token} if token else None))
         self._children.append(proc)
         record["process"] = ident.to_dict()
         procs.write_json(sdir / "service.json", record)
@@ -167,9 +169,18 @@ class Services:
             return "stopped" if expired else "failed"
         return record["status"]
 
+    def live_status(self, name: str) -> str:
+        """``status`` with ``running`` confirmed by the predictor's ``/health`` (a front
+        whose process lives but cannot serve is ``'concerning'``)."""
+        status = self.status(name)
+        if status != "running":
+            return status
+        record = procs.read_json(self.dir / name / "service.json") or {}
+        return "running" if record.get("url") and _healthy(record["url"]) else "concerning"
+
     def predict(self, ref: ServiceRef, filename: str, content: bytes, timeout_s: float = 60.0) -> Prediction:
         start = time.perf_counter()
-        token = os.environ.get(TOKEN_ENV)  # the predictor inherits our environment, token included
+        token = os.environ.get(TOKEN_ENV)  # handed to the predictor by _start
         headers = {"Authorization": f"Bearer {token}"} if token else None
         try:
             resp = requests.post(ref.url, files={"images": (filename, content)}, headers=headers, timeout=timeout_s)

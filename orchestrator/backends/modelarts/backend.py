@@ -111,6 +111,12 @@ class ModelArtsBackend:
     def predict(self, ref: ServiceRef, filename: str, content: bytes) -> Prediction:
         return self.services.predict(ref, filename, content)
 
+    def service_status(self, ref: ServiceRef) -> str:
+        try:
+            return self.services.show(ref).get("status", "unknown")
+        except BackendError:
+            return "deleted"
+
     def delete_service(self, ref: ServiceRef) -> None:
         self.services.delete(ref)
 
