@@ -150,7 +150,8 @@ def _result(name: str, info: dict) -> str:
         return info["url"]
     if name == "predict" and "count" in info:
         acc = f"{info['accuracy']:.1%}" if info.get("accuracy") is not None else "n/a"
-        return f"{info['count']} images, accuracy {acc}, {info['errors']} errors"
+        unscored = f", {info['unscored']} answers not scored" if info.get("unscored") else ""
+        return f"{info['count']} images, accuracy {acc}, {info['errors']} errors{unscored}"
     if name == "teardown" and "deleted" in info:
         return f"{info['deleted']} resources deleted"
     return info.get("error", "")[:80] if info.get("error") else ""

@@ -7,6 +7,7 @@ pipelines run side by side in one fixture to keep the suite short."""
 
 import gzip
 import json
+import os
 import shutil
 import struct
 import subprocess
@@ -19,7 +20,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from pipelines import REPO
+from pipelines import REPO, cli
 
 SAMPLES = Path(__file__).parent / "compat_samples"
 IM2REC = Path(mxnet.__file__).parent / "tools" / "im2rec.py"
@@ -72,8 +73,27 @@ def _data(root: Path) -> dict:
     for lst in rec.glob("*.lst"):
         lst.unlink()        # the user uploads the .rec/.idx files only
     (root / "classes.txt").write_text("\n".join(classes) + "\n")   # im2rec numbers sorted folder names
+    packed = root / "notebook_data" / "packed"   # what the notebook uploads: RecordIO with labels.txt
+    subprocess.run([sys.executable, "-m", "jobs.data.im2rec", str(flowers), str(packed), "--val-ratio", "0.2",
+                    "--test-ratio", "0", "--resize", "32", "--workers", "1"], cwd=REPO, check=True, capture_output=True)
     return {"photos": gen, "mnist": mnist, "digits": digits, "rec": rec, "flowers_test": flowers_test,
-            "classes": classes, "labels_file": root / "classes.txt"}
+            "classes": classes, "labels_file": root / "classes.txt", "packed": packed,
+            "test_image": test[0][0]}
+
+
+def _notebook(data: dict, folder: Path) -> subprocess.Popen:
+    """The classic-SDK notebook with its import lines changed, and nothing else; run in a
+    folder without config.json, so it uses the user-level store (ORCHESTRATOR_HOME)."""
+    source = (SAMPLES / "notebook" / "caltech_notebook.py").read_text()
+    script = source.replace("from modelarts.", "from orchestrator.sdk.")
+    changed = [line for line, was in zip(script.splitlines(), source.splitlines()) if line != was]
+    assert len(changed) == 4 and all(line.startswith("from orchestrator.sdk.") for line in changed)
+    (folder / "notebook.py").write_text(script)
+    env = {**os.environ, "ORCHESTRATOR_HOME": str(folder / "home"), "DATA_DIR": str(data["packed"]),
+           "CODE_DIR": str(SAMPLES / "caltech_codes" / "codes"), "SERVICE_DIR": str(SAMPLES / "caltech_service"),
+           "TEST_IMAGE": str(data["test_image"])}
+    return subprocess.Popen([sys.executable, "notebook.py"], cwd=folder, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
 
 
 def _pipelines(data: dict, work: Path) -> dict[str, dict]:
@@ -122,11 +142,14 @@ def runs(tmp_path_factory):
         (folder / "pipeline.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
         procs[name] = subprocess.Popen([sys.executable, "-m", "orchestrator", "run", "pipeline.yaml", "--json"],
                                        cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    (root / "runs" / "notebook").mkdir()
+    procs["notebook"] = _notebook(data, root / "runs" / "notebook")
     results = {}
     try:
         for name, proc in procs.items():
             out, err = proc.communicate(timeout=600)
-            results[name] = {"code": proc.returncode, "stdout": out, "stderr": err, "data": data}
+            results[name] = {"code": proc.returncode, "stdout": out, "stderr": err, "data": data,
+                             "folder": root / "runs" / name}
     finally:
         for proc in procs.values():
             if proc.poll() is None:
@@ -193,6 +216,27 @@ def test_a_run_whose_predictions_fail_is_a_failure(runs):
     assert runs[0]["failing"]["code"] == 1
     assert report["steps"]["predict"]["status"] == "failed"
     assert "3 of 3 requests failed" in report["error"] and "model file is corrupt" in report["error"]
+
+
+def test_a_classic_sdk_notebook_runs_with_only_its_imports_changed(runs):
+    """Session/Estimator/Model/Predictor cells as a ModelArts notebook has them, including the
+    class-level listings, update_service_config and obs.download_file to a file name. The
+    notebook ran where there is no config.json and never cleaned its uploads: the CLI, run
+    from elsewhere, sees its run in the same user-level store and cleans it up."""
+    result = runs[0]["notebook"]
+    assert result["code"] == 0, result["stderr"][-3000:] + result["stdout"][-3000:]
+    out, classes = result["stdout"], result["data"]["classes"]
+    assert "bucket: orchestrator-demo" in out and "jobs: 1, status of the first: 10" in out
+    assert any(line.startswith("predicted: ") and line.split(": ", 1)[1] in classes for line in out.splitlines())
+    assert str(classes) in out                      # labels.txt downloaded to a file of that name
+    run_id = out.strip().splitlines()[-1].split()[-1]
+    env = {"ORCHESTRATOR_HOME": str(result["folder"] / "home")}
+    elsewhere = result["folder"].parent
+    status = cli("status", "--json", cwd=elsewhere, env=env)
+    assert status.returncode == 0 and run_id in status.stdout
+    cleaned = cli("cleanup", "--json", cwd=elsewhere, env=env)
+    assert cleaned.returncode == 0, cleaned.stderr
+    assert json.loads(cli("cleanup", "--dry-run", "--json", cwd=elsewhere, env=env).stdout) == []
 
 
 def test_the_samples_are_left_byte_identical(runs):

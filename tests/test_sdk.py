@@ -375,4 +375,5 @@ def test_a_session_without_config_json_shares_the_cli_store(tmp_path, monkeypatc
         assert status.returncode == 0, status.stderr
         assert session.run_id in status.stdout
         assert session.ledger.path == home / "ledger.sqlite"
+        assert session.default_bucket() == "orchestrator-demo"
     assert not (notebook / ".orchestrator").exists()

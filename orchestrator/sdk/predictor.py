@@ -45,7 +45,8 @@ def deploy(session, service_name: str, configs, description: str | None = None, 
 class Predictor:
     """``Predictor(session, service_id=...)`` attaches to a live service recorded in the
     ledger. ``predict(data=<local image>, data_type="images")`` sends the file as the
-    multipart field ``images`` and returns the answer's JSON (a dict); a service error
+    multipart field ``images`` and returns the answer's JSON (usually a dict; a list or a
+    scalar when the service answers one); a service error
     raises ``BackendError`` with its status and message. ``delete_service()`` is idempotent.
     """
 
@@ -72,7 +73,7 @@ class Predictor:
     def __repr__(self) -> str:
         return f"Predictor(service_name={self.service_name!r}, access_address={self.access_address!r})"
 
-    def predict(self, data, data_type: str = "images", path: str = "/") -> dict:
+    def predict(self, data, data_type: str = "images", path: str = "/"):
         checks.choice(data_type, "data_type", ["images"])
         if path != "/":
             raise checks.fail("path", f"only '/' is served, got {path!r}")

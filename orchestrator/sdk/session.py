@@ -14,6 +14,7 @@ from ..notes import local_notes
 from ..plan import new_run_id
 from ..reconcile import teardown_run
 from ..signals import signals_deferred
+from ..spec import PipelineSpec
 from . import checks
 from .obs import Obs
 
@@ -61,6 +62,15 @@ class Session:
     @property
     def storage(self):
         return self.backend.storage
+
+    def default_bucket(self) -> str:
+        """The bucket notebooks use when they name none: on the local backend the pipelines'
+        default (``orchestrator-demo``); on ModelArts ``modelarts-<region>-<project id[:8]>``
+        (our naming; the cloud SDK's own is not documented). Nothing is created."""
+        _, prof = self.config.profile(self.profile)
+        if prof.backend == "local":
+            return PipelineSpec.model_fields["bucket"].default
+        return f"modelarts-{prof.region}-{prof.project_id[:8]}".lower()
 
     # data (the classic calls; session.obs has the newer ones)
     def upload_data(self, bucket_path: str, path) -> str | list[str]:
