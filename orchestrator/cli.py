@@ -166,27 +166,44 @@ def cmd_status(args) -> int:
     ledger = ledger_for(backend)
     if args.run:
         run = ledger.find_run(args.run)
-        rows = [{"kind": r.kind, "name": r.name, "state": r.state, "id": r.ref_id} for r in ledger.resources(run.run_id)]
-        out = {"run": run.__dict__, "resources": rows}
+        rows = [{"kind": r.kind, "name": r.name, "state": _resource_state(backend, r), "id": r.ref_id}
+                for r in ledger.resources(run.run_id)]
+        out = {"run": {**run.__dict__, "status": _run_status(run)}, "resources": rows}
         if args.json:
             print(json.dumps(out, indent=2, default=str))
             return 0
-        print(f"{run.run_id}  {run.pipeline}  {run.status}  started {_when(run.started_at)}  folder {run.run_dir}")
+        print(f"{run.run_id}  {run.pipeline}  {_run_status(run)}  started {_when(run.started_at)}  folder {run.run_dir}")
         for r in rows:
             print(f"  {r['kind']:<14} {r['state']:<13} {r['name']}")
         return 0
     runs = ledger.runs(limit=20)
     if args.json:
-        print(json.dumps([r.__dict__ for r in runs], indent=2, default=str))
+        print(json.dumps([{**r.__dict__, "status": _run_status(r)} for r in runs], indent=2, default=str))
         return 0
     if not runs:
         print("no runs yet")
     for run in runs:
         live = len(ledger.live_resources(run.run_id))
         took = f"{run.ended_at - run.started_at:6.1f}s" if run.ended_at else "   ... "
-        print(f"{run.run_id}  {run.pipeline:<20} {run.status:<12} {_when(run.started_at)} {took}  "
+        print(f"{run.run_id}  {run.pipeline:<20} {_run_status(run):<12} {_when(run.started_at)} {took}  "
               f"{live} live resource(s)")
     return 0
+
+
+def _run_status(run) -> str:
+    """The ledger's status, except that a 'running' run whose process is gone is 'crashed'
+    (``run --resume`` continues it, ``cleanup`` removes what it left)."""
+    from .reconcile import live
+    return "crashed" if run.status == "running" and not live(run) else run.status
+
+
+def _resource_state(backend, row) -> str:
+    """The ledger's state; for a created service, what the backend says when it cannot answer."""
+    if row.kind != "service" or row.state != "created":
+        return row.state
+    from .backends.base import ServiceRef
+    actual = backend.service_status(ServiceRef(row.ref_id or row.name, row.name, row.detail.get("url", "")))
+    return row.state if actual == "running" else f"{row.state}, {actual}"
 
 
 def cmd_logs(args) -> int:

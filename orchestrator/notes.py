@@ -33,6 +33,11 @@ def backend_notes(spec: PipelineSpec, config: ConfigSpec, prof, job: JobSpec,
         return [f"{what} flavour '{f}' is not in config.json's flavors; ModelArts checks it on creation"
                 for f, what in flavors if f not in config.flavors], preset
     info, emulated = [], list(preset)
+    host = getattr(prof, "predictor_host", "127.0.0.1")
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        info.append(f"warning: predictor_host '{host}' makes the service reachable from other machines"
+                    + ("" if os.environ.get("PREDICTOR_AUTH_TOKEN") else
+                       "; anyone who can reach it may use it (export PREDICTOR_AUTH_TOKEN to require a token)"))
     if prof.backend == "local" and (spec.train.image or spec.model.image):
         info.append("train.image / model.image: the local backend runs the same runtime without the image")
     for flavor, what in flavors:

@@ -40,8 +40,8 @@ def parse_duration(value: Any) -> float:
         if not match:
             raise ValueError(f"'{value}' is not a duration; write e.g. 90s, 5m, 2h or 1d")
         seconds = float(match.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2) or "s"]
-    if seconds <= 0:
-        raise ValueError("a duration must be positive")
+    if not 0 < seconds < 366 * 86400:   # also refuses .inf and .nan (YAML floats)
+        raise ValueError(f"a duration must be positive and at most a year, got {value!r}")
     return seconds
 
 

@@ -139,3 +139,33 @@ def test_job_code_staging_skips_what_is_not_a_file(tmp_path):
     os.mkfifo(code / "pipe")
     target = stage_code(code, [], tmp_path / "staged")
     assert sorted(p.name for p in target.iterdir()) == ["train.py"]
+
+
+def one_class_folder(tmp_path: Path) -> Path:
+    import cv2
+    import numpy as np
+    folder = tmp_path / "images" / "cat"
+    folder.mkdir(parents=True)
+    for i in range(4):
+        cv2.imwrite(str(folder / f"{i}.jpg"), np.full((20, 20, 3), 60 * i, np.uint8))
+    return folder.parent
+
+
+@pytest.mark.parametrize("case", ["one class", "infinite duration", "nan duration"])
+def test_validate_refuses_what_cannot_work(tmp_path, case):
+    sections = {"one class": {"data": {"source": str(one_class_folder(tmp_path)), "generate": None}},
+                "infinite duration": {"train": {"max_runtime": float("inf")}},
+                "nan duration": {"service": {"ttl": float("nan")}}}[case]   # YAML: .inf, .nan
+    result = cli("validate", str(tiny_pipeline(tmp_path, **sections)), cwd=tmp_path, timeout=60)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert ("found 1 folders" if case == "one class" else "at most a year") in result.stderr
+
+
+def test_plan_warns_when_the_predictor_listens_beyond_loopback(tmp_path):
+    path = tiny_pipeline(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    config["profiles"]["local"]["predictor_host"] = "0.0.0.0"
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    result = cli("plan", str(path), "--json", cwd=tmp_path, timeout=60, env={"PREDICTOR_AUTH_TOKEN": ""})
+    assert result.returncode == 0, result.stderr
+    assert any("0.0.0.0" in n and "PREDICTOR_AUTH_TOKEN" in n for n in json.loads(result.stdout)["notes"])

@@ -24,6 +24,9 @@ def test_resume_redeploys_a_service_whose_predictor_died(tmp_path):
     front = psutil.Process(service["process"]["pid"])
     front.kill()                      # the service folder stays; its predictor is gone
     front.wait(10)
+    status = cli("status", run_id, cwd=tmp_path).stdout     # says what is true, not what the ledger last heard
+    assert "crashed" in status.splitlines()[0], status
+    assert any(line.split()[0] == "service" and "created, failed" in line for line in status.splitlines()[1:]), status
     result = cli("run", str(path), "--resume", run_id, "--json", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout)
