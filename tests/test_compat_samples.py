@@ -125,6 +125,11 @@ def _pipelines(data: dict, work: Path) -> dict[str, dict]:
                     "train": {"code_dir": str(SAMPLES.parent / "fixtures" / "failing_service_job"),
                               "max_runtime": "2m"},
                     "predict": {"images": str(data["digits"]), "limit": 3}},
+        "no_service": {**common, "name": "no-service",   # model/ without customize_service.py and config.json
+                       "data": {"source": str(data["mnist"])},
+                       "train": {"code_dir": str(SAMPLES.parent / "fixtures" / "model_without_service_job"),
+                                 "max_runtime": "2m"},
+                       "predict": {"images": str(data["digits"])}},
     }
 
 
@@ -237,6 +242,13 @@ def test_a_classic_sdk_notebook_runs_with_only_its_imports_changed(runs):
     cleaned = cli("cleanup", "--json", cwd=elsewhere, env=env)
     assert cleaned.returncode == 0, cleaned.stderr
     assert json.loads(cli("cleanup", "--dry-run", "--json", cwd=elsewhere, env=env).stdout) == []
+
+
+def test_a_package_without_service_code_says_to_set_inference_code(runs):
+    report = _report(runs[0]["no_service"], succeeded=False)
+    assert report["steps"]["import_model"]["status"] == "failed"
+    assert "config.json is missing from the model/ folder" in report["error"]
+    assert "set model.inference_code in pipeline.yaml" in report["error"]
 
 
 def test_the_samples_are_left_byte_identical(runs):

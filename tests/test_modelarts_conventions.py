@@ -190,3 +190,28 @@ def test_the_caltech_tutorial_hyperparameters_reach_the_job(tmp_path, classifica
     assert data["val"] == (str(tmp_path / "caltech_va.rec"), None) and data["num_train"] == 2
     with pytest.raises(rec_data.DataError, match="--val_file missing.rec .* caltech_tr.rec, caltech_va.rec"):
         rec_data.describe(str(tmp_path), "caltech_tr.rec", "missing.rec")
+
+
+def test_model_is_assembled_from_the_output_and_the_inference_code(tmp_path):
+    from orchestrator.backends.local.storage import LocalObjectStore
+    from orchestrator.model_package import assemble
+    store = LocalObjectStore(tmp_path / "store")
+    out = tmp_path / "out"
+    out.mkdir()
+    for name in ("net-symbol.json", "net-0001.params", "net-0002.params", "train.log"):
+        (out / name).write_text(name)
+    store.put(str(out), "obs://bkt/run/output/")
+    code = tmp_path / "infer"
+    code.mkdir()
+    (code / "customize_service.py").write_text("# service\n")
+    with pytest.raises(UserError, match="config.json is missing") as err:   # hostile: half a service folder
+        assemble(store, "obs://bkt/run/output/", code, tmp_path / "work", "obs://bkt/run/model-package/")
+    assert "model.inference_code must hold customize_service.py and config.json" in err.value.hint
+    assert not store.exists("obs://bkt/run/model-package/"), "nothing is uploaded when the package is invalid"
+    (code / "config.json").write_text(json.dumps({"model_type": "MXNet", "model_algorithm": "x",
+                                                  "apis": [{"url": "/", "method": "post"}]}))
+    files = assemble(store, "obs://bkt/run/output/", code, tmp_path / "work", "obs://bkt/run/model-package/")
+    assert files == ["config.json", "customize_service.py", "net-0002.params", "net-symbol.json"]
+    assert sorted(u.rsplit("/", 1)[-1] for u in store.list("obs://bkt/run/model-package/model/")) == files
+    assert sorted(u.rsplit("/", 1)[-1] for u in store.list("obs://bkt/run/output/")) == [
+        "net-0001.params", "net-0002.params", "net-symbol.json", "train.log"], "the training output is unchanged"
