@@ -26,11 +26,14 @@ import json
 import os
 import re
 import threading
+import warnings
 
 import cv2
 import mxnet as mx
 import numpy as np
 from mms.model_service.mxnet_model_service import MXNetBaseService
+
+MAX_PIXELS = 40_000_000  # a 7,300 x 5,500 photo; decoded to RGB it takes 120 MB
 
 INTERPOLATIONS = {"area": cv2.INTER_AREA, "linear": cv2.INTER_LINEAR,
                   "cubic": cv2.INTER_CUBIC, "nearest": cv2.INTER_NEAREST}
@@ -80,8 +83,27 @@ def _image_bytes(data):
     return value
 
 
+def check_pixels(raw):
+    """ValueError (answered 400) when the image's header announces more than MAX_PIXELS:
+    a PNG of a few KB can decode to gigabytes, so the size is read before decoding."""
+    from PIL import Image
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")            # DecompressionBombWarning
+            with Image.open(io.BytesIO(raw)) as pil:
+                width, height = pil.size
+    except Image.DecompressionBombError:
+        width, height = 2 * Image.MAX_IMAGE_PIXELS + 1, 1
+    except Exception:  # Pillow cannot read this header: the decoder says what is wrong
+        return
+    if width * height > MAX_PIXELS:
+        raise ValueError(f"the image has {width * height:,} pixels ({width} x {height}); at most {MAX_PIXELS:,} "
+                         "are accepted: send a smaller image")
+
+
 def decode_rgb(raw):
     """HxWx3 uint8 RGB image from encoded bytes, or ValueError."""
+    check_pixels(raw)
     img = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_COLOR)  # BGR, like im2rec
     if img is not None:
         return img[:, :, ::-1]

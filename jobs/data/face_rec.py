@@ -27,6 +27,7 @@ images are reported on stderr and skipped, never packed.  All files are written 
 temporary names and renamed.  Bad input prints one line and exits with code 2.
 """
 import argparse
+import io
 import json
 import os
 import shutil
@@ -40,7 +41,7 @@ import numpy as np
 
 from jobs.data.face_rec_reader import FaceRec, FaceRecError  # noqa: F401 (public API)
 from jobs.data.image_folder import FolderError, list_classes, split_items
-from jobs.data.im2rec import _encode, _worker_init
+from jobs.data.im2rec import _encode, _worker_init, too_many_pixels
 
 MAX_RECORDS = 2 ** 24  # header labels are float32
 
@@ -74,6 +75,9 @@ def _prepare(job):
                 data = f.read()
         except OSError as e:
             return None, f"cannot read: {e.strerror or e}"
+    bomb = too_many_pixels(io.BytesIO(data))
+    if bomb:
+        return None, bomb
     img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
     if img is None:
         return None, "not a decodable image (corrupt or unsupported format)"

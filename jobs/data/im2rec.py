@@ -35,10 +35,13 @@ import shutil
 import sys
 import tempfile
 import time
+import warnings
 
 import cv2
 
 from jobs.data.image_folder import SPLITS, FolderError, list_classes, split_items
+
+MAX_PIXELS = 40_000_000  # per image; a 7,300 x 5,500 photo
 
 
 class Im2RecError(ValueError):
@@ -58,9 +61,31 @@ def resize_shorter(img, size):
     return cv2.resize(img, (new_w, new_h), interpolation=interp)
 
 
+def too_many_pixels(source):
+    """Why an image (a path or a file-like object) must not be decoded, or "": its header
+    announces more than MAX_PIXELS (a decompression bomb: a few KB that decode to GBs).
+    Pillow reads only the header here."""
+    from PIL import Image
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")            # DecompressionBombWarning
+            with Image.open(source) as img:
+                width, height = img.size
+    except Image.DecompressionBombError:
+        width, height = 2 * Image.MAX_IMAGE_PIXELS + 1, 1
+    except Exception:  # not readable by Pillow: OpenCV's decoder reports what is wrong
+        return ""
+    if width * height <= MAX_PIXELS:
+        return ""
+    return f"{width} x {height} = {width * height:,} pixels, more than {MAX_PIXELS:,} (not decoded)"
+
+
 def _encode(job):
     """Worker: (path, resize, quality, pack) -> (jpeg bytes or b"" or None, error text)."""
     path, resize, quality, pack = job
+    bomb = too_many_pixels(path)
+    if bomb:
+        return None, bomb
     try:
         img = cv2.imread(path, cv2.IMREAD_COLOR)  # BGR, alpha dropped, gray -> 3 channels
     except cv2.error as e:

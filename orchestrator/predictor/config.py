@@ -149,5 +149,6 @@ def worker_env(base: dict, config: ModelConfig, total_workers: int, drop: tuple[
     asked = env.get("OMP_NUM_THREADS", "")
     env["OMP_NUM_THREADS"] = str(min(threads, int(asked)) if asked.isdigit() and int(asked) > 0 else threads)
     env.setdefault("MXNET_CPU_WORKER_NTHREADS", "1")
+    env.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(100_000_000))   # OpenCV refuses bigger images before decoding
     env["PYTHONPATH"] = os.pathsep.join(p for p in (PROJECT_ROOT, env.get("PYTHONPATH")) if p)
     return env
