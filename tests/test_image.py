@@ -75,6 +75,8 @@ def test_build_context_never_overwrites_a_foreign_folder(tmp_path):
     (tmp_path / "mine" / "notes.txt").write_text("keep me")
     with pytest.raises(UserError, match="not a build context"):
         build_context(tmp_path / "mine")
+    with pytest.raises(UserError, match="is a file, not a folder"):
+        build_context(tmp_path / "mine" / "notes.txt")
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
     build_context(tmp_path / "ctx", base="python:3.11.7-slim-bookworm")
     (tmp_path / "ctx" / "app" / "stale.txt").write_text("old")

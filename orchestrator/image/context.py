@@ -135,6 +135,8 @@ exec python -m orchestrator.image.serve "$@" 2>&1
 def build_context(target: Path, base: str | None = None) -> dict:
     """Write the build context into ``target``; returns the ``image.json`` manifest."""
     target = target.resolve()
+    if target.exists() and not target.is_dir():
+        raise UserError(f"{target} is a file, not a folder", hint="choose a new or empty folder")
     if target.exists() and any(target.iterdir()) and not (target / MARK).is_file():
         raise UserError(f"{target} exists and is not a build context written by this command",
                         hint="choose a new or empty folder")
