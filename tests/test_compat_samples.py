@@ -122,12 +122,12 @@ def _pipelines(data: dict, work: Path) -> dict[str, dict]:
                    "predict": {"images": str(data["flowers_test"])}},
         "failing": {**common, "name": "failing-service",   # every request answers 500
                     "data": {"source": str(data["mnist"]), "format": "raw"},
-                    "train": {"code_dir": str(SAMPLES.parent / "fixtures" / "failing_service_job"),
-                              "max_runtime": "2m"},
+                    "train": {"code_dir": str(SAMPLES.parent / "fixtures" / "export_job"), "max_runtime": "2m",
+                              "hyperparameters": {"service": "broken"}},
                     "predict": {"images": str(data["digits"]), "limit": 3}},
         "no_service": {**common, "name": "no-service",   # model/ without customize_service.py and config.json
                        "data": {"source": str(data["mnist"])},
-                       "train": {"code_dir": str(SAMPLES.parent / "fixtures" / "model_without_service_job"),
+                       "train": {"code_dir": str(SAMPLES.parent / "fixtures" / "export_job"),
                                  "max_runtime": "2m"},
                        "predict": {"images": str(data["digits"])}},
     }
