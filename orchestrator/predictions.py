@@ -71,7 +71,7 @@ def send(backend, service, case: dict, labels: tuple[str, ...] | None = None) ->
     return result
 
 
-_LABEL_KEYS = ("predicted_label", "label", "class", "class_name", "predicted_class", "prediction", "category", "name")
+_LABEL_KEYS = ("predicted_label", "label", "class", "class_name", "predicted_class", "prediction", "category")
 _SCORE_KEYS = ("probability", "score", "confidence", "prob")
 _WRAPPERS = ("result", "results", "data", "resp_data", "predictions", "output", "outputs")
 
@@ -88,12 +88,12 @@ def interpret(body, depth: int = 0) -> tuple[str | None, float | None]:
     if isinstance(body, (str, int, float)):
         return _name(body), None
     if isinstance(body, dict):
-        label = next((body[k] for k in _LABEL_KEYS if _is_label(body.get(k))), None)
-        score = next((body[k] for k in _SCORE_KEYS if _is_number(body.get(k))), None)
-        if label is not None:
-            if score is None:
-                score = interpret(body.get("scores"), depth + 1)[1] if isinstance(body.get("scores"), list) else None
-            return _name(label), score
+        entry = _entry(body)
+        if entry is not None:
+            label, score = entry
+            if score is None and isinstance(body.get("scores"), list):
+                score = interpret(body["scores"], depth + 1)[1]
+            return label, score
         for key in ("scores", *_WRAPPERS):
             if key in body:
                 found = interpret(body[key], depth + 1)
