@@ -8,6 +8,11 @@ any training speed.  The job passes when it is at most 5% slower than the refere
 
     .venv/bin/python benchmarks/train_classification.py            # ResNet-20, 3x64x64, bs 32
     .venv/bin/python benchmarks/train_classification.py --num-layers 18 --image-shape 3,112,112
+    .venv/bin/python benchmarks/train_classification.py --dtype-only     # float32 vs bfloat16 (AMP)
+
+It also compares the job in float32 against ``--dtype=bfloat16`` (MXNet AMP) at equal
+epochs, alternating: images/s and final validation accuracy (skipped, with a note, on a CPU
+without bfloat16 instructions).
 """
 from __future__ import annotations
 
@@ -41,12 +46,47 @@ def make_data(root: Path, classes: int, per_class: int, resize: int) -> Path:
     return root / "packed"
 
 
-def job_speed(data: Path, out: Path, a) -> float:
+def job_run(data: Path, out: Path, a, dtype: str = "float32") -> tuple[float, float | None]:
+    """(median training images/s after the warm-up epochs, final validation accuracy)."""
     sh([PY, "jobs/image_classification/train.py", f"--data_url={data}", f"--train_url={out}",
         f"--num_epochs={a.epochs}", f"--batch_size={a.batch_size}", f"--num_layers={a.num_layers}",
-        f"--image_shape={a.image_shape}", "--lr_step=1000", "--export_model=False", "--disp_batches=20"])
-    epochs = json.loads((out / "metrics.json").read_text())["epochs"]
-    return statistics.median(e["samples_per_s"] for e in epochs[WARMUP:])
+        f"--image_shape={a.image_shape}", "--lr_step=1000", "--export_model=False", "--disp_batches=20",
+        f"--dtype={dtype}"])
+    metrics = json.loads((out / "metrics.json").read_text())
+    final = metrics["epochs"][-1].get("val_accuracy")
+    return statistics.median(e["samples_per_s"] for e in metrics["epochs"][WARMUP:]), final
+
+
+def job_speed(data: Path, out: Path, a) -> float:
+    return job_run(data, out, a)[0]
+
+
+def dtype_comparison(data: Path, tmp: Path, a) -> None:
+    """float32 against bfloat16 (MXNet AMP) for the job itself, alternating, equal epochs."""
+    sys.path.insert(0, str(REPO / "jobs" / "image_classification"))
+    from job_common import cpu_has_bf16
+
+    if not cpu_has_bf16():
+        print("
+bfloat16: this CPU has no avx512_bf16/amx_bf16 instructions; --dtype=bfloat16 trains in "
+              "float32 here, nothing to compare", flush=True)
+        return
+    runs: dict = {"float32": [], "bfloat16": []}
+    for r in range(a.dtype_rounds):
+        for dtype in (("float32", "bfloat16") if r % 2 == 0 else ("bfloat16", "float32")):
+            runs[dtype].append(job_run(data, tmp / f"{dtype}{r}", a, dtype))
+            print(f"round {r + 1}: {dtype} {runs[dtype][-1][0]:.1f} img/s, final val accuracy "
+                  f"{runs[dtype][-1][1]}", flush=True)
+    speed = {d: statistics.median(v[0] for v in runs[d]) for d in runs}
+    acc = {d: statistics.median(v[1] for v in runs[d] if v[1] is not None) for d in runs}
+    print(f"
+{'job --dtype':22}{'images/s':>10}{'ratio':>8}{'val acc':>9}")
+    for d in runs:
+        print(f"{d:22}{speed[d]:10.1f}{speed[d] / speed['float32']:8.2f}{acc[d]:9.3f}")
+    faster = speed["bfloat16"] > speed["float32"]
+    same = acc["bfloat16"] >= acc["float32"] - 0.01
+    print(f"bfloat16 {'faster' if faster else 'NOT faster'} at {'equal' if same else 'LOWER'} accuracy "
+          f"({a.epochs} epochs each): {'worth turning on' if faster and same else 'keep float32 (the default)'}")
 
 
 def reference_speed(data: Path, out: Path, a, classes: int, samples_per_epoch: int) -> float:
@@ -83,6 +123,8 @@ def main() -> int:
     p.add_argument("--rounds", type=int, default=2, help="alternating job/reference runs")
     p.add_argument("--classes", type=int, default=6)
     p.add_argument("--images-per-class", type=int, default=300)
+    p.add_argument("--dtype-rounds", type=int, default=2, help="alternating float32/bfloat16 job runs (0: skip)")
+    p.add_argument("--dtype-only", action="store_true", help="only the float32/bfloat16 comparison")
     a = p.parse_args()
     if a.epochs <= WARMUP:
         p.error(f"--epochs must be more than the {WARMUP} warm-up epochs")
@@ -96,6 +138,10 @@ def main() -> int:
         print(f"data: {info['num_train']} train images, {a.classes} classes, packed in {time.time() - t:.1f}s; "
               f"resnet-{a.num_layers} {a.image_shape} batch {a.batch_size}, {a.epochs} epochs x {a.rounds} rounds, "
               f"{os.cpu_count()} CPUs", flush=True)
+        if a.dtype_rounds:
+            dtype_comparison(data, tmp, a)
+        if a.dtype_only:
+            return 0
         jobs, refs = [], []
         for r in range(a.rounds):
             jobs.append(job_speed(data, tmp / f"job{r}", a))

@@ -232,3 +232,19 @@ def test_data_packed_without_a_validation_split_trains(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     epochs = json.loads((tmp_path / "out" / "metrics.json").read_text())["epochs"]
     assert len(epochs) == 1 and epochs[0]["val_accuracy"] is None
+
+
+def test_bfloat16_training_saves_a_float32_checkpoint(data_dir, tmp_path):
+    """--dtype=bfloat16 trains under MXNet AMP where the CPU has bf16 (else float32, with a
+    warning); either way the checkpoint is the plain float32 network, servable anywhere."""
+    sys.path.insert(0, os.path.join(REPO, "jobs", "image_classification"))
+    from job_common import cpu_has_bf16
+
+    out = tmp_path / "out"
+    proc = run_train(f"--data_url={data_dir}", f"--train_url={out}", "--num_epochs=1", "--export_model=False",
+                     "--dtype=bfloat16", *TINY)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    expected = "training in bfloat16" if cpu_has_bf16() else "training in float32"
+    assert expected in proc.stdout + proc.stderr
+    symbol = (out / "resnet-8-symbol.json").read_text()
+    assert "amp_cast" not in symbol and len(json.loads((out / "metrics.json").read_text())["epochs"]) == 1

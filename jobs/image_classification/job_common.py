@@ -1,9 +1,10 @@
 """What the project's training jobs share: strict argument parsing, logging for the
-orchestrator, the compute context, atomic JSON files and the model package's folder swap.
+orchestrator, the compute context, bfloat16 mixed precision, atomic JSON files and the model
+package's folder swap.
 
 It lives in this job's folder so that this job stays uploadable on its own; the face job
 loads it through its ``shared.py`` (and the orchestrator ships it next to that job's
-train.py). Imports nothing heavy: mxnet only inside ``pick_context``.
+train.py). Imports nothing heavy: mxnet only inside ``pick_context`` and ``mixed_precision``.
 """
 import argparse
 import json
@@ -99,3 +100,40 @@ def write_package(train_url, inference_dir, fill):
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return final
+
+
+BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+def cpu_has_bf16(cpuinfo="/proc/cpuinfo"):
+    """True when the CPU lists bfloat16 instructions oneDNN uses (Linux ``flags``)."""
+    try:
+        with open(cpuinfo, encoding="utf-8", errors="replace") as fh:
+            flags = {f for line in fh if line.startswith("flags") for f in line.split(":", 1)[1].split()}
+    except OSError:
+        return False
+    return any(flag in flags for flag in BF16_FLAGS)
+
+
+def mixed_precision(dtype, build_symbol, inputs, log):
+    """``(symbol to train, dtype used)``. ``float32``: ``build_symbol()``. ``bfloat16`` on a
+    CPU with bf16 instructions: the symbol rebuilt under MXNet AMP (``amp.init``: casts to
+    bf16 around the ops AMP lists as safe, float32 master weights, no loss scaling needed
+    for bf16); checkpoints should still save the float32 symbol, which takes the same
+    parameters. Without bf16 instructions: float32, with a warning."""
+    if dtype != "bfloat16":
+        return build_symbol(), "float32"
+    if not cpu_has_bf16():
+        log.warning("--dtype=bfloat16: this CPU has no bfloat16 instructions (%s in /proc/cpuinfo); "
+                    "training in float32", "/".join(BF16_FLAGS))
+        return build_symbol(), "float32"
+    import mxnet as mx
+    from mxnet.contrib import amp
+
+    amp.init(target_dtype="bfloat16")
+    doc = json.loads(build_symbol().tojson())
+    for node in doc["nodes"]:  # weights reach the graph only through amp_cast: say they are float32
+        if node["op"] == "null" and node["name"] not in inputs:
+            node.setdefault("attrs", {})["__dtype__"] = "0"
+    log.info("training in bfloat16 (MXNet AMP, float32 master weights)")
+    return mx.sym.load_json(json.dumps(doc)), "bfloat16"

@@ -52,7 +52,7 @@ import mxnet as mx  # noqa: E402
 import numpy as np  # noqa: E402
 
 import model_export  # noqa: E402
-from job_common import pick_context, setup_logging  # noqa: E402
+from job_common import mixed_precision, pick_context, setup_logging  # noqa: E402
 import rec_data  # noqa: E402
 import resnet  # noqa: E402
 import storage  # noqa: E402
@@ -214,7 +214,9 @@ def train(args, sync_out):
     if dist_sync:
         # Every worker must run the same number of batches or dist_sync hangs at epoch end.
         train_iter = mx.io.ResizeIter(train_iter, epoch_size)
-    mod = mx.mod.Module(symbol, context=pick_context(args.num_gpus, log))
+    train_symbol, _ = mixed_precision(
+        args.dtype, lambda: resnet.get_symbol(num_classes, args.num_layers, args.image_shape), ("data", "softmax_label"), log)
+    mod = mx.mod.Module(train_symbol, context=pick_context(args.num_gpus, log))
     writer = kv.rank == 0
     prefix_path = os.path.join(args.train_url, args.model_prefix)
     metrics_path = os.path.join(args.train_url, "metrics.json")
@@ -227,7 +229,9 @@ def train(args, sync_out):
     epoch_cbs = []
     if writer:
         batch_cbs.append(recorder.batch_end)
-        epoch_cbs = [mx.callback.do_checkpoint(prefix_path, period=args.save_frequency), recorder.epoch_end]
+        save = mx.callback.do_checkpoint(prefix_path, period=args.save_frequency)
+        epoch_cbs = [lambda epoch, _trained, arg, aux: save(epoch, symbol, arg, aux),  # the float32 symbol
+                     recorder.epoch_end]
     val_metric = mx.metric.CompositeEvalMetric([
         mx.metric.Accuracy(), mx.metric.CrossEntropy(),
         mx.metric.TopKAccuracy(top_k=min(5, num_classes))])
