@@ -73,6 +73,8 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--run", help="only this run")
     sp.add_argument("--force", action="store_true", help="with --run: a run still going is stopped first "
                                                           "(SIGTERM: it tears itself down), then cleaned")
+    sp.add_argument("--repair", action="store_true", help="first replace a damaged ledger: keep a copy, recover "
+                                                          "every readable row and the runs known from their folders")
     sp.add_argument("--json", action="store_true")
     sp = sub.add_parser("args", help="list the arguments a training job declares (its arguments.json)")
     sp.add_argument("code_dir", nargs="*", type=Path, help="job folders (default: the project's jobs)")
@@ -182,6 +184,10 @@ def cmd_status(args) -> int:
         return 0
     if not runs:
         print("no runs yet")
+        folders = [p for p in (backend.root / "runs").glob("*") if p.is_dir()]
+        if folders:
+            print(f"warning: the ledger knows no run, but {len(folders)} run folder(s) exist in {backend.root / 'runs'}: "
+                  "was it lost or truncated? `orchestrator cleanup --repair` adds them back", file=sys.stderr)
     for run in runs:
         live = len(ledger.live_resources(run.run_id))
         took = f"{run.ended_at - run.started_at:6.1f}s" if run.ended_at else "   ... "
@@ -236,6 +242,10 @@ def cmd_cleanup(args) -> int:
     from .reconcile import leftovers, live, owner_alive, remove, stop_owner
     config, config_dir = config_and_dir(args.config)
     backend = make_backend(config, config_dir, _profile(args))
+    if args.repair:
+        from .ledger_repair import repair
+        for line in repair(backend.root / "ledger.sqlite", backend.root / "runs"):
+            print(f"repair: {line}", file=sys.stderr)
     ledger = ledger_for(backend)
     run = ledger.find_run(args.run) if args.run else None
     run_id = run.run_id if run else None

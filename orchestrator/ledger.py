@@ -28,6 +28,26 @@ from orchestrator.errors import UserError
 from orchestrator.secret_keys import check_no_secrets
 
 SCHEMA_VERSION = 1
+
+
+class LedgerError(UserError):
+    """The ledger cannot be read or written (a damaged file, a full disk); the message says
+    what to do. The CLI exits 1: nothing is wrong with the user's input."""
+
+    exit_code = 1
+
+
+def ledger_error(path: Path, exc: sqlite3.Error) -> LedgerError:
+    text = str(exc)
+    if "full" in text:
+        return LedgerError(f"cannot write the ledger {path}: the disk is full",
+                           hint="free some space; `orchestrator cleanup` deletes resources before it records anything")
+    if "locked" in text:
+        return LedgerError(f"the ledger {path} stayed locked by another orchestrator process ({text})",
+                           hint="try again in a moment")
+    return LedgerError(f"the ledger {path} is damaged ({text})",
+                       hint="`orchestrator cleanup --repair` keeps a copy of it, recovers every row it can still read "
+                            "(and the runs its run folders know), then cleans up as usual")
 RUN_STATUSES = ("running", "succeeded", "failed", "interrupted", "cleaned")
 RESOURCE_STATES = ("intent", "created", "deleted", "delete_failed", "kept")
 LIVE_STATES = ("intent", "created", "delete_failed")
@@ -131,7 +151,10 @@ class Ledger:
 
     @contextmanager
     def _tx(self, write: bool = False) -> Iterator[sqlite3.Connection]:
-        con = sqlite3.connect(self.path, timeout=10.0, isolation_level=None)
+        try:
+            con = sqlite3.connect(self.path, timeout=10.0, isolation_level=None)
+        except sqlite3.DatabaseError as exc:
+            raise ledger_error(self.path, exc) from None
         try:
             con.execute("PRAGMA foreign_keys = ON")
             # IMMEDIATE takes the write lock up front, so read-check-update is atomic.
@@ -142,11 +165,24 @@ class Ledger:
                 con.execute("ROLLBACK")
                 raise
             con.execute("COMMIT")
+        except sqlite3.IntegrityError:
+            raise
+        except sqlite3.DatabaseError as exc:   # damaged file, full disk, locked too long
+            raise ledger_error(self.path, exc) from None
         finally:
             con.close()
 
     def _init_schema(self) -> None:
-        sqlite_wal.connect(self.path, isolation_level=None).close()   # WAL is a property of the file
+        try:
+            sqlite_wal.connect(self.path, isolation_level=None).close()   # WAL is a property of the file
+        except sqlite3.DatabaseError as exc:
+            raise ledger_error(self.path, exc) from None
+        with self._tx() as con:   # read first: an existing ledger needs no write (cleanup on a full disk)
+            tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            version = (con.execute("SELECT MAX(version) FROM schema_version").fetchone()[0]
+                       if "schema_version" in tables else None)
+        if version == SCHEMA_VERSION and {"runs", "resources", "steps"} <= tables:
+            return
         with self._tx(write=True) as con:
             for statement in _SCHEMA:
                 con.execute(statement)

@@ -15,7 +15,7 @@ from typing import Callable
 import psutil
 
 from .backends.base import Resource
-from .ledger import Ledger
+from .ledger import Ledger, LedgerError
 
 ORDER = {"process": -1, "service": 0, "model": 1, "job": 2, "object_prefix": 3, "temp_dir": 4}
 RUN_ENV = "ORCHESTRATOR_RUN_ID"   # in the environment of the processes a run starts itself (data tools)
@@ -114,13 +114,22 @@ def remove(backend, ledger: Ledger, items, log: Callable[[str], None]) -> tuple[
         except Exception as exc:   # keep going: one stuck resource must not strand the others
             failed.append(f"{res.kind} {res.name}: {exc}")
             if rid is not None:
-                ledger.delete_failed(rid, str(exc))
+                _record(ledger.delete_failed, rid, str(exc))
             continue
         if rid is not None:
-            ledger.deleted(rid)
+            _record(ledger.deleted, rid)
         deleted.append(res)
         log(f"deleted {res.kind} {res.name}")
     return deleted, failed
+
+
+def _record(update, *args) -> None:
+    """A ledger update after a deletion: when the ledger cannot be written (a full disk),
+    deleting goes on; the next ``cleanup`` finds the row live and the resource gone."""
+    try:
+        update(*args)
+    except LedgerError:
+        pass
 
 
 def teardown_run(backend, ledger: Ledger, run_id: str, log: Callable[[str], None]):

@@ -45,8 +45,11 @@ class Report:
         if self.error is None:
             self.error = _short(exc)
         if not isinstance(exc, (UserError, StepFailed, KeyboardInterrupt)):
-            with open(self.plan.run_dir / "logs" / "orchestrator.log", "a") as fh:
-                fh.write("".join(traceback.format_exception(exc)))
+            try:
+                with open(self.plan.run_dir / "logs" / "orchestrator.log", "a") as fh:
+                    fh.write("".join(traceback.format_exception(exc)))
+            except OSError:   # e.g. a full disk: the teardown that follows matters more
+                pass
 
     def finish(self, status: str) -> None:
         self.status, self.ended_at = status, time.time()
@@ -65,8 +68,12 @@ class Report:
                 "paths": self.paths}
 
     def save(self) -> None:
+        """Write report.json; on a full disk the run goes on (teardown must not wait for space)."""
         if self.plan.run_dir.exists():
-            write_json(self.plan.run_dir / "report.json", self.data)
+            try:
+                write_json(self.plan.run_dir / "report.json", self.data)
+            except OSError:
+                pass
 
 
 def _short(exc: BaseException) -> str:
