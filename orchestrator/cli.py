@@ -1,4 +1,4 @@
-"""``python -m orchestrator``: run, validate, plan, status, logs, cleanup, args, schema.
+"""``python -m orchestrator``: run, validate, plan, status, logs, report, compare, cleanup, args, schema.
 
 Exit codes: 0 success, 1 a step failed (after teardown), 2 the user's input is wrong
 (one message naming file, line and key; no traceback), 130 interrupted.
@@ -68,6 +68,14 @@ def _parser() -> argparse.ArgumentParser:
     sp = add("logs", cmd_logs, "print a run's logs")
     sp.add_argument("run", help="a run id (or a unique prefix)")
     sp.add_argument("--follow", "-f", action="store_true", help="keep printing while the run is going")
+    sp = add("report", cmd_report, "write a run's report.html (steps, settings, curves, predictions) and print its path")
+    sp.add_argument("run", help="a run id (or a unique prefix), or a run folder")
+    sp.add_argument("--open", action="store_true", help="open it in the web browser")
+    sp = add("compare", cmd_compare, "parameters, metrics and curves of runs side by side (terminal + compare.html)")
+    sp.add_argument("runs", nargs="+", metavar="RUN", help="two or more run ids (or unique prefixes, or run folders)")
+    sp.add_argument("--output", type=Path, default=Path("compare.html"), help="the HTML page (default: ./compare.html)")
+    sp.add_argument("--open", action="store_true", help="open compare.html in the web browser")
+    sp.add_argument("--json", action="store_true", help="print the comparison as JSON instead of a table")
     sp = add("cleanup", cmd_cleanup, "remove whatever finished or crashed runs left behind")
     sp.add_argument("--dry-run", action="store_true", help="only list what would be removed")
     sp.add_argument("--run", help="only this run")
@@ -235,6 +243,52 @@ def cmd_logs(args) -> int:
         if not args.follow or run.status != "running" or not owner_alive(run):
             return 0
         time.sleep(0.5)
+
+
+def cmd_report(args) -> int:
+    from .results.page import write
+    path = write(_run_dir(args, args.run))
+    print(path)
+    if args.open:
+        _open(path)
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from .results import compare
+    if len(args.runs) < 2:
+        raise UserError("compare needs at least two runs", hint="e.g. `orchestrator compare RUN1 RUN2`")
+    runs = compare.load_all([_run_dir(args, r) for r in args.runs])
+    table = compare.table(runs)
+    path = compare.write_html(runs, args.output)
+    if args.json:
+        print(json.dumps(table, indent=2, default=str))
+    else:
+        from rich.console import Console
+        compare.print_table(Console(), table)
+        print(f"compare.html: {path}")
+    if args.open:
+        _open(path)
+    return 0
+
+
+def _run_dir(args, run: str) -> Path:
+    """A run folder given as a path, else found in the ledger by id or unique prefix."""
+    if (Path(run) / "report.json").is_file():
+        return Path(run)
+    from .factory import config_and_dir, ledger_for, make_backend
+    config, config_dir = config_and_dir(args.config)
+    found = ledger_for(make_backend(config, config_dir, _profile(args))).find_run(run)
+    if not (Path(found.run_dir) / "report.json").is_file():
+        raise UserError(f"run {found.run_id} has no report.json in {found.run_dir}",
+                        hint="it may have been started by an older version or its folder was removed")
+    return Path(found.run_dir)
+
+
+def _open(path: Path) -> None:
+    import webbrowser
+    if not webbrowser.open(path.resolve().as_uri()):
+        print(f"no web browser found: open {path} yourself", file=sys.stderr)
 
 
 def cmd_cleanup(args) -> int:

@@ -10,6 +10,7 @@ defaults: a ``local`` profile rooted at ``$ORCHESTRATOR_HOME`` itself. So a note
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import tempfile
 from contextlib import contextmanager
@@ -77,6 +78,7 @@ def open_run(pipeline_path: Path, config_path: Path | None, profile: str | None,
     """The plan, backend and ledger of a new run, or of continuing run ``resume`` (an id or
     unique prefix); ``Pipeline.from_yaml`` puts them together."""
     plan, config, config_dir = load_plan(pipeline_path, config_path, profile, strict=strict)
+    config = resolve_tracking(config, config_dir)
     backend = make_backend(config, config_dir, plan.profile)
     if hasattr(backend, "preflight"):      # cloud: bad credentials or a missing bucket fail now, not mid-run
         backend.preflight((plan.data.data_uri.split("/")[2],))
@@ -85,6 +87,18 @@ def open_run(pipeline_path: Path, config_path: Path | None, profile: str | None,
         run = resumable_run(ledger, resume, plan.pipeline)
         plan, _, _ = load_plan(pipeline_path, config_path, profile, run_id=run.run_id)
     return plan, backend, ledger, config
+
+
+def resolve_tracking(config: ConfigSpec, config_dir: Path) -> ConfigSpec:
+    """config.json with the paths of its tracking section made absolute; a UserError now,
+    not after the run, when it asks for MLflow and MLflow is not installed."""
+    if config.tracking is None or config.tracking.mlflow is None:
+        return config
+    if importlib.util.find_spec("mlflow") is None:
+        raise UserError("config.json asks for MLflow tracking (tracking.mlflow) but MLflow is not installed",
+                        hint="pip install 'mxnet-orchestrator[mlflow]', or remove the tracking section")
+    tracking = config.tracking.model_copy(update={"mlflow": config.tracking.mlflow.resolved(config_dir)})
+    return config.model_copy(update={"tracking": tracking})
 
 
 def resumable_run(ledger: Ledger, prefix: str, pipeline: str):

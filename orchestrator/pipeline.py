@@ -27,7 +27,7 @@ import psutil
 from . import factory, failpoints, model_package, predictions
 from .backends.base import BackendError, JobRef, ModelRef, ServiceRef
 from .childenv import allowed_env
-from .files import tail
+from .files import tail, write_json
 from .errors import Interrupted, StepFailed, UserError
 from .events import Event
 from .ledger import Ledger
@@ -42,8 +42,9 @@ from .signals import raise_interrupted, signals_deferred
 
 class Pipeline:
     def __init__(self, plan: Plan, backend, ledger: Ledger, on_event: Callable[[Event], None] | None = None,
-                 poll_interval: float = 0.5, resume: bool = False):
+                 poll_interval: float = 0.5, resume: bool = False, tracking=None):
         self.plan, self.backend, self.ledger = plan, backend, ledger
+        self.tracking = tracking   # config.json's "tracking" section (MLflow), or None
         self.resume = resume   # continue plan.run_id: reuse what an earlier attempt finished
         self.earlier = EarlierAttempt(plan, backend, ledger, resume, self._emit)
         self.on_event = on_event or (lambda event: None)
@@ -63,7 +64,8 @@ class Pipeline:
         """A pipeline for a new run of the file, or for continuing run ``resume`` (an id or unique prefix)."""
         plan, backend, ledger, cfg = factory.open_run(Path(path), Path(config) if config else None, profile,
                                                       resume, strict)
-        return cls(plan, backend, ledger, on_event, poll_interval=cfg.poll_interval, resume=bool(resume))
+        return cls(plan, backend, ledger, on_event, poll_interval=cfg.poll_interval, resume=bool(resume),
+                   tracking=cfg.tracking)
 
     @classmethod
     def from_dict(cls, spec: dict, base_dir: str | os.PathLike = ".", config: str | os.PathLike | None = None,
@@ -198,6 +200,7 @@ class Pipeline:
                 self._emit("prediction", "predict", result.get("error") or result["predicted_label"],
                            done=i + 1, total=len(cases), result=result)
             summary = predictions.summarise(results)
+            predictions.keep_thumbnails(results, self.plan.run_dir)
             predictions.write(self.plan.run_dir / "predictions.jsonl", results)
             info.update(summary)
             if summary["errors"] > self.plan.predict.max_error_rate * summary["count"]:
@@ -259,6 +262,7 @@ class Pipeline:
             if self._started:
                 self.ledger.finish_run(self.plan.run_id, status)
                 self.report.finish(status)
+                self._publish()
             if self._previous is not None:
                 signal.signal(signal.SIGTERM, self._previous)
         return False
@@ -275,6 +279,7 @@ class Pipeline:
                                       self.plan.backend, self.plan.profile, me.pid, me.create_time(),
                                       str(self.plan.run_dir))
             self._started = True
+            write_json(self.plan.run_dir / "plan.json", self.plan.to_dict())   # the settings, for report.html
             self.report.save()
 
     def _need(self, step: str) -> None:
@@ -352,12 +357,29 @@ class Pipeline:
 
     def _job_metrics(self) -> dict:
         target = self.plan.run_dir / "metrics.json"
+        pairs = "verification_pairs.json"   # face jobs: pair distances for the report's ROC
         try:
+            if self.backend.storage.exists(self.plan.output_uri + pairs):
+                self.backend.storage.get(self.plan.output_uri + pairs, str(self.plan.run_dir / pairs))
             self.backend.storage.get(self.plan.output_uri + "metrics.json", str(target))
             doc = json.loads(target.read_text())
             return doc if isinstance(doc, dict) else {}
         except (BackendError, UserError, OSError, ValueError):
             return {}
+
+    def _publish(self) -> None:
+        """report.html, then MLflow when config.json asks for it: never fails the run, a
+        problem is logged to logs/orchestrator.log and shown as a log line."""
+        from .results import publish
+        tracked = publish(self.plan.run_dir, self.tracking, self._log_problem)
+        if tracked:
+            self.report.tracking = tracked
+            self.report.save()
+
+    def _log_problem(self, message: str) -> None:
+        with open(self.plan.run_dir / "logs" / "orchestrator.log", "a") as fh:
+            fh.write(message + "\n")
+        self._emit("log", "teardown", message.splitlines()[0])
 
     def _keep_model_copy(self) -> None:
         target = self.plan.run_dir / "model"

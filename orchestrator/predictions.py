@@ -154,6 +154,29 @@ def summarise(results: list[dict]) -> dict:
             "latency_p95_ms": round(latencies[int(0.95 * (len(latencies) - 1))] * 1000, 1) if latencies else None}
 
 
+def keep_thumbnails(results: list[dict], run_dir: Path, limit: int = 48, size: int = 112) -> None:
+    """Small PNG copies of the first ``limit`` mispredicted images in ``run_dir/mispredicted/``
+    (the held-out images live in a temporary folder the teardown deletes); each kept one is
+    named in its result as ``thumbnail`` (relative to run_dir). Unreadable images are skipped."""
+    from PIL import Image, UnidentifiedImageError
+
+    wrong = [r for r in results if r.get("correct") is False][:limit]
+    if not wrong:
+        return
+    folder = run_dir / "mispredicted"
+    folder.mkdir(exist_ok=True)
+    for i, result in enumerate(wrong):
+        name = f"{i:03d}.png"
+        try:
+            with Image.open(result["file"]) as img:
+                img = img.convert("RGB")
+                img.thumbnail((size, size))
+                img.save(folder / name)
+        except (OSError, UnidentifiedImageError, ValueError):
+            continue
+        result["thumbnail"] = f"mispredicted/{name}"
+
+
 def write(path: Path, results: list[dict]) -> None:
     tmp = path.with_name(".tmp-" + path.name)
     tmp.write_text("".join(json.dumps(r) + "\n" for r in results))

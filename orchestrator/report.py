@@ -16,7 +16,8 @@ class Report:
         self.plan = plan
         self.steps: dict[str, dict] = {}
         self.paths = {"run_dir": str(plan.run_dir), "report": str(plan.run_dir / "report.json"),
-                      "logs": str(plan.run_dir / "logs")}
+                      "html": str(plan.run_dir / "report.html"), "logs": str(plan.run_dir / "logs")}
+        self.tracking: dict | None = None   # where MLflow has the run, once logged
         self.status = "running"
         self.error: str | None = None
         self.started_at = time.time()
@@ -24,7 +25,7 @@ class Report:
 
     @contextmanager
     def step(self, name: str, emit):
-        info: dict = {"status": "running"}
+        info: dict = {"status": "running", "started_at": time.time()}
         self.steps[name] = info
         emit("step_start", name)
         start = time.perf_counter()
@@ -65,7 +66,7 @@ class Report:
                 "accuracy": predict.get("accuracy"), "steps": self.steps, "notes": list(self.plan.notes),
                 "resources": {"job": self.plan.job.name, "model": self.plan.model.name,
                               "service": self.plan.service.name, "objects": self.plan.data.data_uri.rsplit("data/", 1)[0]},
-                "paths": self.paths}
+                "paths": self.paths, **({"tracking": self.tracking} if self.tracking else {})}
 
     def save(self) -> None:
         """Write report.json; on a full disk the run goes on (teardown must not wait for space)."""

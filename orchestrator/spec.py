@@ -235,12 +235,44 @@ class FlavorSpec(Strict):
     memory_gb: int | None = None
 
 
+class MlflowTracking(Strict):
+    """Log each run to MLflow: parameters, per-epoch and prediction metrics, report.html and
+    the model package as artefacts, and a version of a registered model."""
+    tracking_uri: str = Field("sqlite:///.orchestrator/mlflow.db", description="an MLflow tracking URI; a relative "
+                              "sqlite:/// or file path is relative to config.json's folder")
+    experiment: str | None = Field(None, description="default: the pipeline's name")
+    artifact_location: str | None = Field(None, description="for a new experiment; default: mlartifacts/ beside "
+                                          "a sqlite database, else the server's default")
+    register_model: bool = True
+    model_name: str | None = Field(None, description="registered model name; default: the pipeline's name")
+
+    def resolved(self, base: Path) -> "MlflowTracking":
+        """Relative sqlite and file locations made absolute against ``base``."""
+        def absolute(uri: str | None) -> str | None:
+            if uri and uri.startswith("sqlite:///"):
+                rest = uri[len("sqlite:///"):]
+                return uri if rest.startswith("/") or rest == ":memory:" else f"sqlite:///{(base / rest).resolve()}"
+            if uri is None or re.match(r"^[A-Za-z][\w+.-]*:", uri):   # another scheme: as it is
+                return uri
+            return str((base / uri).resolve())
+        uri = absolute(self.tracking_uri)
+        artifacts = absolute(self.artifact_location)
+        if artifacts is None and uri.startswith("sqlite:///"):
+            artifacts = str(Path(uri[len("sqlite:///"):]).parent / "mlartifacts")
+        return self.model_copy(update={"tracking_uri": uri, "artifact_location": artifacts})
+
+
+class TrackingSpec(Strict):
+    mlflow: MlflowTracking | None = None
+
+
 class ConfigSpec(Strict):
-    """The whole of ``config.json``: backend profiles, flavours and default timeouts."""
+    """The whole of ``config.json``: backend profiles, flavours, default timeouts, tracking."""
     default_profile: str = "local"
     profiles: dict[str, Profile] = {"local": LocalProfile(backend="local")}
     flavors: dict[str, FlavorSpec] = {}
     poll_interval: Duration = 0.5
+    tracking: TrackingSpec | None = None
 
     def profile(self, name: str | None) -> tuple[str, LocalProfile | ModelArtsProfile]:
         chosen = name or self.default_profile

@@ -147,3 +147,31 @@ def test_missing_data_folder_is_one_line_exit_2(tmp_path):
     proc = train(tmp_path / "absent", tmp_path / "out", timeout=120)
     assert proc.returncode == 2
     assert "train.py: error:" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.slow
+def test_pair_distances_and_the_face_report(arcface_run, data, tmp_path):
+    """verification_pairs.json holds what verify() thresholds; report.html draws ROC, the
+    distance histograms with the threshold, accuracy per set, and warns that 20 pairs cannot
+    measure VAL@FAR=1e-3."""
+    from jobs.data.face_bin import load_bin
+    from orchestrator.results import page
+
+    out, _ = arcface_run
+    pairs = json.loads((out / "verification_pairs.json").read_text())
+    final = json.loads((out / "metrics.json").read_text())["final"]
+    _, issame = load_bin(str(data / "lfw.bin"))
+    lfw = pairs["lfw"]
+    assert lfw["issame"] == [bool(s) for s in issame] and len(lfw["distances"]) == 20
+    assert all(0 <= d <= 4 for d in lfw["distances"]) and lfw["folds"] == 10 and lfw["far_target"] == 1e-3
+    assert lfw["threshold"] == pytest.approx(final["lfw_threshold"])
+    run = tmp_path / "run"
+    run.mkdir()
+    for name in ("metrics.json", "verification_pairs.json"):
+        (run / name).write_bytes((out / name).read_bytes())
+    (run / "report.json").write_text(json.dumps({"run_id": "r1", "pipeline": "faces", "status": "succeeded",
+                                                 "steps": {"train": {"status": "succeeded", "seconds": 3.0}}}))
+    html = page.write(run).read_text()
+    assert html.count("<img class='plot'") == 5   # timeline, curves, accuracy per set, ROC, distances
+    assert "lfw: 10 different-person pairs, 1 per fold of 10" in html and "not meaningful" in html
+    assert "<h2>Verification</h2>" in html and "Mispredicted" not in html

@@ -10,6 +10,9 @@
 * ``build_gallery(rec, embed, ...)``: per identity, the L2-normalised mean of up to
   ``per_identity`` flip-summed, normalised embeddings.
 * ``Verifier``: verification on every target during and after training, keeping the best.
+* ``pair_distances(embed, images, batch_size)``: each pair's distance as ``verify`` measures it;
+  the final check writes them to ``verification_pairs.json`` (beside metrics.json) for the
+  orchestrator's ROC and distance histograms.
 """
 import os
 
@@ -17,6 +20,7 @@ import numpy as np
 
 import model_export
 from face_iter import decode
+from face_metrics import write_json_atomic
 from verification import verify
 
 FIRST = ("lfw", "cfp_fp", "agedb_30", "calfw", "cplfw")
@@ -93,6 +97,25 @@ def build_gallery(rec, embed, image_size, per_identity, labels, batch_size=64):
     return np.asarray(rows, np.float32), names
 
 
+def pair_distances(embed, images, batch_size=64):
+    """Squared L2 distance of each pair's flip-summed, normalised embeddings (rows 2i, 2i+1),
+    the quantity ``verify`` thresholds."""
+    emb = np.concatenate([flip_embed(embed, images[i:i + batch_size])
+                          for i in range(0, len(images), batch_size)])
+    return ((emb[0::2] - emb[1::2]) ** 2).sum(axis=1)
+
+
+def write_pairs(path, targets, embed, batch_size, results):
+    """``verification_pairs.json``: per target its pair distances, same/different flags, the
+    chosen threshold, folds and FAR target (written atomically)."""
+    doc = {name: {"distances": [round(float(d), 5) for d in pair_distances(embed, images, batch_size)],
+                  "issame": [bool(s) for s in issame], "threshold": results[name]["threshold"],
+                  "folds": len(results[name].get("fold_accuracy") or ()) or 10,
+                  "far_target": results[name].get("far_target", 1e-3)}
+           for name, images, issame in targets}
+    write_json_atomic(path, doc)
+
+
 class Verifier:
     """``verifier(batch, epoch)`` verifies the network on every target (blocking), logs the
     lines, records them in metrics.json and keeps the best weights by the selection score
@@ -101,7 +124,8 @@ class Verifier:
     Bests are kept per slot: ``begin_phase(name, slot)`` says where the current phase's
     bests go; slot ``best`` is what gets exported (``<best_prefix>-0000.params``), another
     slot (``pretrain-best``: a pre-training not eligible for export) is written to
-    ``<prefix>-<slot>-0000.params`` and only compared.  ``record=False`` only logs.
+    ``<prefix>-<slot>-0000.params`` and only compared.  ``record=False`` only logs (final check)
+    and writes the pair distances to ``verification_pairs.json`` beside metrics.json.
     Returns {target: verify() result}.
     """
 
@@ -135,6 +159,9 @@ class Verifier:
             log_result(self.log, name, batch, r)
             if record:
                 self.metrics.add_verification(name, batch, epoch, r)
+        if not record and results:
+            write_pairs(os.path.join(os.path.dirname(self.metrics.path), "verification_pairs.json"),
+                        self.targets, self.embed, self.batch_size, results)
         if not record or not results:
             return results
         score, best = self.score(results), self.bests.get(self.slot)

@@ -223,6 +223,7 @@ def train(args, sync_out):
     recorder = train_metrics.MetricsRecorder(
         metrics_path, num_classes, args.image_shape, epoch_size * args.batch_size,
         has_val=val_iter is not None,
+        lr_at=lambda e: args.lr * args.lr_factor ** sum(1 for s in args.lr_step if s <= e),
         previous=train_metrics.load_epochs(metrics_path, begin_epoch) if begin_epoch else (),
         after_write=sync_out)
     batch_cbs = [mx.callback.Speedometer(args.batch_size, args.disp_batches)]

@@ -3,14 +3,15 @@
 Layout::
 
     {"epochs": [{"epoch": 0, "train_accuracy": .., "val_accuracy": .., "val_cross_entropy": ..,
-                 "val_top_k_accuracy_5": .., "time_s": .., "samples_per_s": ..}, ...],
+                 "val_top_k_accuracy_5": .., "time_s": .., "samples_per_s": .., "lr": ..}, ...],
      "final": {...last epoch...}, "num_classes": 6, "image_shape": [3, 64, 64], "top_k": 5}
 
 ``epoch`` is 0-based like MXNet's log lines (``Epoch[0]``); the checkpoint written at the
 end of epoch e is ``<prefix>-%04d.params`` % (e + 1).  ``val_*`` are null without a
 validation set; ``val_top_k_accuracy_5`` is top-k with k = ``top_k`` = min(5, classes).
 ``time_s`` is the wall time of the training part of the epoch (validation excluded),
-``samples_per_s`` = epoch_size * batch_size / time_s for this worker.
+``samples_per_s`` = epoch_size * batch_size / time_s for this worker; ``lr`` is the learning
+rate of the epoch (``lr_at(epoch)``, null when not given).
 
 Usage with Module.fit: pass ``batch_end`` in batch_end_callback, ``epoch_end`` in
 epoch_end_callback and ``eval_end`` as eval_end_callback; ``after_write()`` (optional)
@@ -35,8 +36,8 @@ def load_epochs(path, before_epoch):
 
 class MetricsRecorder:
     def __init__(self, path, num_classes, image_shape, samples_per_epoch, has_val,
-                 previous=(), after_write=None):
-        self.path, self.has_val, self.after_write = path, has_val, after_write
+                 previous=(), after_write=None, lr_at=None):
+        self.path, self.has_val, self.after_write, self.lr_at = path, has_val, after_write, lr_at
         self.samples_per_epoch = samples_per_epoch
         self.header = {"num_classes": num_classes, "image_shape": list(image_shape),
                        "top_k": min(5, num_classes)}
@@ -54,7 +55,8 @@ class MetricsRecorder:
         self.pending = {"epoch": epoch, "train_accuracy": train.get("accuracy"),
                         "val_accuracy": None, "val_cross_entropy": None,
                         "val_top_k_accuracy_5": None, "time_s": round(elapsed, 3),
-                        "samples_per_s": round(self.samples_per_epoch / elapsed, 2)}
+                        "samples_per_s": round(self.samples_per_epoch / elapsed, 2),
+                        "lr": round(self.lr_at(epoch), 10) if self.lr_at else None}
         if not self.has_val:
             self._commit()
 
