@@ -377,8 +377,11 @@ class Pipeline:
             self.report.save()
 
     def _log_problem(self, message: str) -> None:
-        with open(self.plan.run_dir / "logs" / "orchestrator.log", "a") as fh:
-            fh.write(message + "\n")
+        try:
+            with open(self.plan.run_dir / "logs" / "orchestrator.log", "a") as fh:
+                fh.write(message + "\n")
+        except OSError:   # e.g. a full disk: the line below still says what went wrong
+            pass
         self._emit("log", "teardown", message.splitlines()[0])
 
     def _keep_model_copy(self) -> None:
