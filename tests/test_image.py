@@ -227,3 +227,37 @@ def test_dockerfile_reader_and_emulator_image_list_name_what_is_wrong(tmp_path):
         parse(["swr.x.com/org/name"])
     with pytest.raises(ValueError, match="has no Dockerfile"):
         parse([f"swr.x.com/org/name:1={tmp_path}"])
+
+
+BASE_PACKAGES = {"libc6", "libgcc-s1", "libstdc++6", "zlib1g"}    # in python:3.11-slim-bookworm already
+
+
+def test_the_image_installs_every_system_library_the_pinned_wheels_link(context):
+    """ldd of every shared object of the pinned packages: what their wheels do not bundle must
+    come from a Debian package the Dockerfile installs (or the slim base has), else `import
+    mxnet` fails in the image. This machine runs the base's Debian, so dpkg names the package."""
+    if shutil.which("dpkg") is None or shutil.which("ldd") is None:
+        pytest.skip("needs dpkg and ldd (Debian), as in the image's base")
+    from importlib import metadata
+    installed = {tok for run in dockerfile.read(context / "Dockerfile").runs if "apt-get install" in run
+                 for tok in shlex.split(run.split("apt-get install", 1)[1].split("&&")[0]) if not tok.startswith("-")}
+    objects = [str(dist.locate_file(f)) for line in (context / "requirements.txt").read_text().split()
+               for dist in [metadata.distribution(line.split("==")[0])] for f in dist.files or [] if ".so" in f.name]
+    needed: dict[str, str] = {}
+    user = ""
+    for row in subprocess.run(["ldd", *objects], capture_output=True, text=True).stdout.splitlines():
+        if not row.startswith(("\t", " ")):
+            user = Path(row.rstrip(":")).name          # ldd of several files: a header per file
+        for lib in re.findall(r"=> (/\S+)", row):
+            if "site-packages" not in lib:
+                needed.setdefault(lib, user)
+    owners = {}
+    for lib, user in needed.items():
+        found = subprocess.run(["dpkg", "-S", os.path.realpath(lib)], capture_output=True, text=True)
+        if found.returncode != 0:
+            found = subprocess.run(["dpkg", "-S", lib], capture_output=True, text=True)
+        assert found.returncode == 0, f"{lib} (needed by {user}) belongs to no Debian package"
+        owners[found.stdout.split(":")[0]] = user
+    assert owners.get("libgomp1") == "libmxnet.so", "libmxnet.so links OpenMP: the check must see it"
+    missing = {pkg: user for pkg, user in owners.items() if pkg not in installed | BASE_PACKAGES}
+    assert not missing, f"the Dockerfile does not install {missing}"

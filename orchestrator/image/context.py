@@ -108,11 +108,16 @@ CMD ["/bin/sh", "{h.SERVE_BOOT}"]
 """
 
 
-CPU_SETUP = ""
+# Shared libraries the wheels link without bundling them (``ldd`` of libmxnet.so: OpenMP and
+# the quad-precision maths of the bundled libgfortran); tests/test_image.py checks the list.
+SYSTEM_PACKAGES = ("libgomp1", "libquadmath0")
+CPU_SETUP = f"""RUN apt-get update && apt-get install -y --no-install-recommends {' '.join(SYSTEM_PACKAGES)} \\
+    && rm -rf /var/lib/apt/lists/*
+"""
 # Python 3.11 on Ubuntu 20.04 (CUDA 11.2's runtime images) comes from the deadsnakes PPA.
-CUDA_SETUP = """RUN apt-get update && apt-get install -y --no-install-recommends software-properties-common \\
+CUDA_SETUP = f"""RUN apt-get update && apt-get install -y --no-install-recommends software-properties-common \\
     && add-apt-repository -y ppa:deadsnakes/ppa && apt-get update \\
-    && apt-get install -y --no-install-recommends python3.11 python3.11-venv libgomp1 \\
+    && apt-get install -y --no-install-recommends python3.11 python3.11-venv {' '.join(SYSTEM_PACKAGES)} \\
     && python3.11 -m venv /opt/venv && rm -rf /var/lib/apt/lists/*
 ENV PATH=/opt/venv/bin:$PATH
 """
