@@ -47,6 +47,7 @@ def train_command(boot_file: str) -> str:
 
 
 def health_config() -> dict:
-    """The ``health`` entry of an image model's ``config.json``."""
-    return {"protocol": "http", "url": HEALTH_URL, "initial_delay_seconds": 10, "timeout_seconds": 5,
-            "period_seconds": 10}
+    """The ``health`` entry of an image model's ``config.json``; the field names are those of
+    the SDK's typed ``Health`` (v2 services' health probes)."""
+    return {"check_method": "HTTP", "protocol": "http", "url": HEALTH_URL, "initial_delay_seconds": 10,
+            "timeout_seconds": 5, "period_seconds": 10, "failure_threshold": 3}
