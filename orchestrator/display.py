@@ -4,6 +4,8 @@ closing summary. It only consumes ``Event``s; it never drives the pipeline."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -122,6 +124,13 @@ def summary(console: Console, report: dict) -> None:
     for warning in report["steps"].get("train", {}).get("warnings", []):
         console.print(f"[yellow]training warning: {warning}[/yellow]")
     console.print(f"total {report['seconds']:.1f}s; report: {report['paths']['report']}; logs: {report['paths']['logs']}")
+    html = report["paths"].get("html")
+    if html and Path(html).is_file():
+        console.print(f"pictures: {html} (python -m orchestrator report {report['run_id']} --open)")
+    if report.get("tracking"):
+        t = report["tracking"]
+        console.print(f"MLflow: run {t['run_id']} in {t['tracking_uri']}"
+                      + (f", model {t['model_name']} version {t['model_version']}" if t.get("model_version") else ""))
     if report["paths"].get("model"):
         console.print(f"model package kept at {report['paths']['model']}")
     if report.get("error"):

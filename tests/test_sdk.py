@@ -71,10 +71,24 @@ def tiny_package(fixture: str, dest: Path) -> Path:
     return dest
 
 
+def assert_logged_to_mlflow(uri: str, job) -> None:
+    from mlflow.tracking import MlflowClient
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    run = client.get_run(job.tracking["run_id"])
+    assert run.info.run_name == f"notebook-{job.session.run_id}-face-job" and run.info.status == "FINISHED"
+    assert run.data.params["lr"] == "0.05" and run.data.params["train_flavor"] == "modelarts.vm.cpu.8u"
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "val_accuracy")] == [0, 1]
+    version = client.get_model_version("notebook", str(job.tracking["model_version"]))
+    assert version.run_id == run.info.run_id
+
+
 # -- the whole tutorial flow -----------------------------------------------------------------
 
 @pytest.mark.slow
 def test_fit_create_model_deploy_predict_delete(tmp_path, config, code_dir, capsys):
+    tracked = json.loads(config.read_text())
+    tracked["tracking"] = {"mlflow": {"tracking_uri": "sqlite:///mlflow.db"}}   # relative to config.json
+    config.write_text(json.dumps(tracked))
     with Session(config=config) as session:
         data = session.upload_data(bucket_path="/sdk-test/face/", path=str(packed_data(tmp_path)))
         code = session.upload_data(bucket_path="/sdk-test/face/", path=str(code_dir))
@@ -92,6 +106,8 @@ def test_fit_create_model_deploy_predict_delete(tmp_path, config, code_dir, caps
         assert info["phase"] == "Completed" and info["status"] == 10 and "Validation-accuracy" in info["metrics"]
         assert "Epoch[1]" in job.get_job_log()
         assert session.storage.list(f"obs://sdk-test/face/log/{job.ref.name}-worker-0.log")
+        assert job.report_path.read_text().count("<img class='plot'") == 2   # timeline, curves
+        assert_logged_to_mlflow(f"sqlite:///{tmp_path / 'mlflow.db'}", job)
 
         model = estimator.create_model(model_algorithm="image_classification", source_location="/sdk-test/face/output/",
                                        execution_code="/sdk-test/face/output/model/customize_service.py",

@@ -2,7 +2,8 @@
 tracking URI is passed to ``MlflowClient``, never set process-wide).
 
 One MLflow run per orchestrator run, in the experiment of config.json's ``tracking.mlflow``
-(default: the pipeline's name), named ``<pipeline>-<run id>`` and tagged
+(default: the pipeline's name), named ``<pipeline>-<run id>`` (``-<job>`` from the notebook
+SDK, one MLflow run per training job) and tagged
 ``orchestrator.run_id``. Logged: the settings and hyperparameters as parameters; per-epoch
 curves as metrics with ``step`` = epoch (prefixed ``<worker>/`` or ``<trial>/`` for the
 series beyond the job's own); final and prediction metrics; ``report.html``,
@@ -37,7 +38,8 @@ def _log_run(run: RunData, settings) -> dict:
     pipeline = run.report.get("pipeline") or "pipeline"
     experiment_id = _experiment(client, settings.experiment or pipeline, settings.artifact_location)
     started = int(1000 * (run.report.get("started_at") or time.time()))
-    mlrun = client.create_run(experiment_id, start_time=started, run_name=f"{pipeline}-{run.run_id}",
+    run_name = "-".join(str(p) for p in (pipeline, run.run_id, run.report.get("job")) if p)   # job: notebook SDK
+    mlrun = client.create_run(experiment_id, start_time=started, run_name=run_name,
                               tags={"orchestrator.run_id": run.run_id, "orchestrator.pipeline": pipeline,
                                     "orchestrator.backend": str(run.report.get("backend")),
                                     "orchestrator.status": str(run.report.get("status"))})

@@ -78,7 +78,7 @@ class Estimator:
         session.say(f"Training job {job_name} submitted: {self.boot_file} "
                     + " ".join(f"--{k}={v}" for k, v in spec.hyperparameters)
                     + f" on {spec.flavor} x {spec.instance_count} (run {session.run_id})")
-        self.job = TrainingJob(session, ref, job_name, self.output_path, self.log_url)
+        self.job = TrainingJob(session, ref, job_name, self.output_path, self.log_url, spec)
         if wait:
             self.job.wait(logs=logs)
         return self.job

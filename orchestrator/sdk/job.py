@@ -23,12 +23,15 @@ class TrainingJob:
     with the end of its log. Ctrl-C stops the waiting, not the job. ``stop()`` and
     ``delete()`` are idempotent. The full log is kept in the session's run folder
     (``python -m orchestrator logs RUN_ID``) and, with ``log_url``, copied there at the end.
+    When the job has ended, ``report_path`` is its ``report.html`` (curves from its
+    metrics.json) in ``<run folder>/jobs/<job name>/``, and with config.json's ``tracking``
+    section the job is logged to MLflow (``tracking`` then says where).
     """
 
     version_id = 1
 
-    def __init__(self, session, ref: JobRef, job_name: str, output_path: str, log_url: str | None):
-        self.session, self.ref = session, ref
+    def __init__(self, session, ref: JobRef, job_name: str, output_path: str, log_url: str | None, spec=None):
+        self.session, self.ref, self.spec = session, ref, spec
         self.job_id, self.job_name = ref.id, job_name
         self.output_path, self.log_url = output_path, log_url
         self.log_file = session.run_dir / "logs" / f"{ref.name}.log"
@@ -36,6 +39,7 @@ class TrainingJob:
         self.state: JobState | None = None
         self._offset, self._epoch, self._phase = 0, None, None
         self._submitted = time.time()
+        self.report_path = self.tracking = None
 
     def __repr__(self) -> str:
         return f"TrainingJob(job_name={self.job_name!r}, job_id={self.job_id!r}, status={self._phase!r})"
@@ -75,6 +79,7 @@ class TrainingJob:
         self._report_epoch()
         self.state = state
         self._save_log()
+        self._publish(state)
         took = time.time() - self._submitted
         if state.phase != "Completed":
             last = tail(self.log_file, 8)
@@ -121,6 +126,19 @@ class TrainingJob:
         speed = f"  ({p.speed:.0f} samples/s)" if p.speed else ""
         self.session.say(f"  epoch {self._epoch + 1}{total}: {metrics}{speed}")
         self._epoch = None
+
+    def _publish(self, state: JobState) -> None:
+        """report.html of the job and, when config.json asks, its MLflow run (never raises)."""
+        if self.spec is None or self.report_path is not None:
+            return
+        from ..results import jobfolder, publish
+        folder = jobfolder.write(self.session.run_dir / "jobs" / self.ref.name, session=self.session,
+                                 job_name=self.job_name, spec=self.spec, state=state, started_at=self._submitted,
+                                 ended_at=time.time(), log_file=self.log_file)
+        self.tracking = publish(folder, self.session.config.tracking, self.session.say)
+        self.report_path = folder / "report.html"
+        if self.tracking:
+            self.session.say(f"MLflow: run {self.tracking['run_id']} in {self.tracking['tracking_uri']}")
 
     def _save_log(self) -> None:
         if not self.log_url or not self.log_file.exists():

@@ -45,6 +45,7 @@ class Session:
                                    "variables that hold the access keys (ak_env, sk_env)")
         self.name = checks.name(name, "name")
         self.config, config_dir = factory.config_and_dir(Path(config) if config is not None else None)
+        self.config = factory.resolve_tracking(self.config, config_dir)   # MLflow of each finished job
         self.profile, _ = self.config.profile(profile)
         self.backend = factory.make_backend(self.config, config_dir, self.profile)
         self.ledger = factory.ledger_for(self.backend)
