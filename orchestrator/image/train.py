@@ -18,7 +18,10 @@ this project's job runtime (``moxing`` and ``mms`` on the path, ModelArts' argum
 4. Uploads the output folders to their URLs, also when the script failed or was stopped,
    and exits with the script's exit code (128 + signal when a signal ended it).
 
-Exit code 2 without running anything: no boot file, or a download failed.
+Exit code 2 without running anything: no boot file, or a download failed. Downloads and
+uploads use the ``moxing`` on the path: this project's shim, which reaches the local store
+of ``$ORCHESTRATOR_OBS_ROOT``, not the real OBS (on ModelArts the platform stages
+``code_dir`` and the ``local_dir`` channels of the jobs the orchestrator creates).
 """
 
 from __future__ import annotations
