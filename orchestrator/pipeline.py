@@ -329,7 +329,11 @@ class Pipeline:
                 proc.wait()
             self.ledger.deleted(rid)
         if code != 0:
-            raise StepFailed("prepare", f"{title} failed (exit {code}):\n{tail(log, 8)}", log=str(log))
+            free = shutil.disk_usage(self.plan.run_dir).free
+            why = tail(log, 8) or "(it wrote nothing)"
+            if free < 64 << 20:   # its log may be empty because nothing could be written
+                why += f"\nonly {free >> 20} MB are free on the disk holding {self.plan.root}"
+            raise StepFailed("prepare", f"{title} failed (exit {code}):\n{why}", log=str(log))
 
     def _follow_job(self, info: dict):
         progress, offset = TrainingProgress(), 0
