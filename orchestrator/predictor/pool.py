@@ -156,6 +156,7 @@ class WorkerPool:
     def would_wait(self) -> bool:
         """True when a request submitted now would queue rather than go to a worker at once."""
         return bool(self._pending) or self.config.batch_size > 1 or self._idle_worker() is None
+
     def reserve(self) -> None:
         """Hold a place for a request before its body is read; raises ``overloaded()``
         when the queue and the workers are full (answer without reading). Pair with
@@ -164,13 +165,13 @@ class WorkerPool:
             raise self.overloaded()
         self._reading += 1
 
+    def unreserve(self) -> None:
+        self._reading -= 1
+
     def overloaded(self) -> PoolError:
         retry = retry_after_seconds(self._jobs_open, self.config.workers, self._service_s)
         return PoolError(503, protocol.OVERLOADED, f"{len(self._pending)} requests already wait for a worker "
                          f"(queue size {self.config.waiting_limit}); retry in {retry} s", retry_after=retry)
-
-    def unreserve(self) -> None:
-        self._reading -= 1
 
     def load(self) -> tuple[int, int]:
         """``(requests waiting, requests running)``."""
