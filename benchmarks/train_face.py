@@ -9,6 +9,11 @@
 2. Verification accuracy on lfw.bin (pairs of identities never trained on) after a short
    ArcFace training, next to the same network untrained and the generator's baselines
    (random embeddings, raw-pixel cosine).
+3. ``--recipes face_softmax,...``: per example pipeline (examples/<name>.yaml, its
+   hyperparameters with ``--recipe-epochs`` epochs, ``fast`` = RECIPES["fast"]), the job's
+   images/s (median over epochs after the first), the lfw accuracy mean +- std over the 10
+   folds of the exported weights, the job's CPU seconds, next to the raw-pixel and
+   untrained-network accuracy on the same pairs (600 by default).
 
     .venv/bin/python benchmarks/train_face.py                       # defaults below
     .venv/bin/python benchmarks/train_face.py --backbones mobilefacenet --losses arcface \
@@ -37,6 +42,85 @@ BACKBONES = {  # name -> train.py arguments (a width multiplier is added)
     "r18": ["--network=r18"],
     "iresnet-small": ["--network=iresnet", "--net_units=1,1,1,1"],
 }
+
+
+RECIPES = {  # the best small recipe measured on the shared 2-core box (see jobs/README.md)
+    "fast": {"network": "iresnet", "net_units": "1,1,1,1", "width_mult": 0.25, "emb_size": 128,
+             "image_size": "32,32", "dropout": 0, "loss": "cosface", "margin_s": 32,
+             "margin_m3": 0.25, "per_batch_size": 64, "lr": 0.1, "lr_schedule": "cosine",
+             "warmup_epochs": 1, "wd": 0.0005},
+}
+
+
+def recipe(name: str) -> dict:
+    if name in RECIPES:
+        return dict(RECIPES[name])
+    import yaml
+    return dict(yaml.safe_load((REPO / "examples" / f"{name}.yaml").read_text())["train"]["hyperparameters"])
+
+
+def run_recipe(name: str, data: Path, out: Path, a) -> dict:
+    hp = recipe(name)
+    hp.update({"num_epochs": a.recipe_epochs, "verbose": 0, "frequent": 1000, "export_model": False})
+    hp.pop("num_epoch", None)
+    hp.pop("epoch_image_num", None)
+    args = [f"--{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in hp.items()]
+    before = os.times()
+    proc = subprocess.run([sys.executable, str(JOB / "train.py"), f"--data_url={data}",
+                           f"--train_url={out}", *args], capture_output=True, text=True,
+                          timeout=7200, env=env(a))
+    after = os.times()
+    if proc.returncode:
+        sys.exit(f"recipe {name} failed:\n{proc.stderr[-2000:]}")
+    m = json.loads((out / "metrics.json").read_text())
+    speeds = [e["samples_per_s"] for e in m["epochs"]]
+    return {"images_per_s": statistics.median(speeds[1:] or speeds),
+            "accuracy": m["final"]["lfw_accuracy"], "std": m["final"]["lfw_accuracy_std"],
+            "cpu_s": (after.children_user + after.children_system)
+            - (before.children_user + before.children_system), "hp": hp}
+
+
+def untrained_recipe(hp: dict, bin_path: Path) -> float:
+    """The recipe's network, initialised as the job does and never trained, on the pairs."""
+    sys.path.insert(0, str(JOB))
+    import mxnet as mx
+
+    import evaluation
+    import networks
+    from jobs.data.face_bin import load_bin
+    from verification import verify
+    mx.random.seed(0)
+    size = tuple(int(v) for v in str(hp.get("image_size", "112,112")).split(","))
+    ints = lambda k: tuple(int(v) for v in str(hp[k]).split(",")) if hp.get(k) else None
+    net, _ = networks.build(hp.get("network", "iresnet"), int(hp.get("num_layers", 50)),
+                            hp.get("emb_size", hp.get("num_embed")), size, ints("net_units"),
+                            ints("net_blocks"), float(hp.get("width_mult", 1.0)),
+                            float(hp.get("dropout", 0.4)))
+    net.initialize(mx.init.Xavier(rnd_type="gaussian", factor_type="out", magnitude=2))
+    net.hybridize()
+    images, issame = load_bin(str(bin_path), size)
+    return verify(evaluation.embedder(net, mx.cpu()), images, issame, 32)["accuracy"]
+
+
+def recipes_table(a) -> None:
+    from jobs.data import generate_faces
+    with tempfile.TemporaryDirectory(prefix="bench-face-recipes-") as tmp:
+        tmp = Path(tmp)
+        generate_faces.generate(tmp / "gen", a.identities, a.images_per_identity, a.verify_identities,
+                                a.pairs, seed=a.seed, progress=False)
+        packed = tmp / "gen" / "packed"
+        base = generate_faces.baselines(str(packed / "lfw.bin"))
+        print(f"{a.identities} identities x {a.images_per_identity} images; lfw.bin: {a.pairs} pairs of "
+              f"{a.verify_identities} unseen identities (seed {a.seed}); raw-pixel cosine "
+              f"{base['raw_pixels']:.3f}, random embeddings {base['random']:.3f}; {a.recipe_epochs} epochs; "
+              f"OMP threads {a.threads}")
+        print(f"{'recipe':<28}{'img/s':>8}{'CPU s':>8}{'lfw acc':>16}{'untrained':>11}{'raw pixels':>12}")
+        for name in a.recipes.split(","):
+            r = run_recipe(name, packed, tmp / name, a)
+            untrained = untrained_recipe(r["hp"], packed / "lfw.bin")
+            print(f"{name:<28}{r['images_per_s']:>8.1f}{r['cpu_s']:>8.0f}"
+                  f"{r['accuracy']:>9.3f} +- {r['std']:.3f}{untrained:>11.3f}{base['raw_pixels']:>12.3f}",
+                  flush=True)
 
 
 def env(a) -> dict:
@@ -155,11 +239,20 @@ def main() -> None:
     p.add_argument("--images-per-identity", type=int, default=20)
     p.add_argument("--accuracy-network", default="mobilefacenet")
     p.add_argument("--accuracy-epochs", type=int, default=8)
+    p.add_argument("--recipes", default="", help="comma list of example pipelines (face_softmax, "
+                   "face_arcface_mobilefacenet, face_arcface_iresnet50, face_triplet) or 'fast': "
+                   "only the recipe table (part 3)")
+    p.add_argument("--recipe-epochs", type=int, default=2)
+    p.add_argument("--verify-identities", type=int, default=20)
+    p.add_argument("--pairs", type=int, default=600)
+    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--plain", help=argparse.SUPPRESS)
     p.add_argument("--plain-data", help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.plain:
         return plain_loop(a)
+    if a.recipes:
+        return recipes_table(a)
     from jobs.data import generate_faces
     with tempfile.TemporaryDirectory(prefix="bench-face-") as tmp:
         tmp = Path(tmp)

@@ -11,8 +11,8 @@ BATCH = re.compile(r"Epoch\[(\d+)\] Batch \[(\d+)-(\d+)\]\s+Speed: ([\d.]+) samp
 EPOCH_END = re.compile(r"Epoch\[(\d+)\] Time cost=")
 EPOCH_METRIC = re.compile(r"Epoch\[(\d+)\] (Train|Validation)-([\w-]+)=([-+\d.eE]+)")
 METRIC = re.compile(r"([\w-]+)=([-+\d.eE]+)")
-VAL_LABEL = re.compile(r"^Validation metric: (.+)$")          # face job: which set Validation-accuracy is
-PHASE = re.compile(r"^Phase\[(\d+)/(\d+)\] (\w+): loss (\S+).*?epochs (\d+)-(\d+)")
+VAL_LABEL = re.compile(r"Validation metric: (.+)$")          # face job: which set Validation-accuracy is
+PHASE = re.compile(r"Phase\[(\d+)/(\d+)\] (\w+): loss (\w+).*?epochs (\d+)-(\d+)")
 
 
 @dataclass(frozen=True)

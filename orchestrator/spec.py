@@ -62,8 +62,8 @@ class FaceGenerateSpec(Strict):
     """Synthetic face-like identities at 112x112 for the face-recognition task."""
     identities: int = Field(20, ge=2, le=2000)
     images_per_identity: int = Field(30, ge=4, le=1000)
-    verify_identities: int = Field(10, ge=2, le=2000, description="disjoint identities for the verification pairs")
-    pairs: int = Field(200, ge=20, le=20000, description="verification pairs written to lfw.bin")
+    verify_identities: int = Field(20, ge=2, le=2000, description="disjoint identities for the verification pairs")
+    pairs: int = Field(600, ge=20, le=20000, description="verification pairs written to lfw.bin")
     seed: int = 0
 
 

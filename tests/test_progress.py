@@ -26,3 +26,32 @@ def test_start_batches_epochs_and_metrics():
 
 def test_unrelated_lines_change_nothing():
     assert update(TrainingProgress(), "loading data from /tmp") is None
+
+
+def test_face_job_names_its_validation_set_and_phases():
+    from io import StringIO
+
+    from rich.console import Console
+
+    from orchestrator.display import Display, _result
+    from orchestrator.events import Event
+    lines = ["Start training: num_epochs=3 epoch_size=2 batch_size=16 num_images=42",
+             "Validation metric: lfw accuracy",
+             "Phase[1/2] pretrain: loss softmax, epochs 0-1, sgd optimizer, step lr 0.1",
+             "Epoch[0] Time cost=1.0", "Epoch[0] Validation-accuracy=0.70",
+             "Phase[2/2] train: loss triplet (batch_hardest), epochs 2-2, adam optimizer, ...",
+             "Epoch[2] Time cost=1.0", "Epoch[2] Validation-accuracy=0.80"]
+    out = StringIO()
+    display, progress = Display(Console(file=out, force_terminal=False, width=200)), TrainingProgress()
+    for line in lines:
+        progress = update(progress, line) or progress
+        display(Event("progress", "train", "", {"progress": progress}))
+    assert progress.val_label == "lfw acc" and progress.phase.startswith("train triplet 2/2, epochs 3-3")
+    text = out.getvalue()
+    assert "phase pretrain softmax 1/2, epochs 1-2" in text and "epoch 1/3 lfw acc 0.700" in text
+    assert text.index("phase train triplet 2/2") < text.index("epoch 3/3 lfw acc 0.800")
+    info = {"metrics": {"val_accuracy": 0.8}, "selection": "lfw accuracy",
+            "phases": [{"name": "pretrain", "loss": "softmax", "best": {"accuracy": 0.7, "epoch": 0}},
+                       {"name": "train", "loss": "triplet", "best": {"accuracy": 0.8, "epoch": 2}}]}
+    assert _result("train", info) == ("lfw accuracy 0.800, pretrain (softmax) best 0.700 @ epoch 1, "
+                                      "train (triplet) best 0.800 @ epoch 3")

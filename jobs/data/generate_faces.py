@@ -3,7 +3,7 @@
 Run as::
 
     python -m jobs.data.generate_faces --out DIR --identities 20 --images-per-identity 30 \
-        --verify-identities 10 --pairs 200 --seed 0 [--bin-name lfw] [--baselines]
+        --verify-identities 20 --pairs 600 --seed 0 [--bin-name lfw] [--baselines]
 
 Contract:
 
@@ -117,8 +117,8 @@ def _recorded_params(out_dir):
         return None
 
 
-def generate(out_dir, identities=20, images_per_identity=30, verify_identities=10,
-             pairs=200, seed=0, bin_name="lfw", test_ratio=0.1, quality=95, progress=True):
+def generate(out_dir, identities=20, images_per_identity=30, verify_identities=20,
+             pairs=600, seed=0, bin_name="lfw", test_ratio=0.1, quality=95, progress=True):
     """Build the data set in `out_dir` (blocking, atomic, idempotent); return dataset.json.
 
     Raises GenerateError on bad arguments or when out_dir holds foreign content.
@@ -198,9 +198,9 @@ def main(argv=None):
     parser.add_argument("--out", required=True, help="folder to create")
     parser.add_argument("--identities", type=int, default=20, help="training identities")
     parser.add_argument("--images-per-identity", type=int, default=30)
-    parser.add_argument("--verify-identities", type=int, default=10,
+    parser.add_argument("--verify-identities", type=int, default=20,
                         help="identities of the verification pairs (disjoint from training)")
-    parser.add_argument("--pairs", type=int, default=200, help="verification pairs (even)")
+    parser.add_argument("--pairs", type=int, default=600, help="verification pairs (even)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--bin-name", default="lfw", help="name of the .bin in DIR/packed")
     parser.add_argument("--test-ratio", type=float, default=0.1,

@@ -100,16 +100,19 @@ class AdamW(mx.optimizer.Adam):
         var[:] = self.beta2 * var + (1 - self.beta2) * mx.nd.square(grad)
         weight[:] = weight * (1 - lr * wd) - lr_t * mean / (mx.nd.sqrt(var) + self.epsilon)
 
-    update_multi_precision = mx.optimizer.Optimizer.update_multi_precision
-
 
 if "adamw" not in mx.optimizer.Optimizer.opt_registry:
     mx.optimizer.Optimizer.register(AdamW)
 
 
 def trainer(params, args, lr, kvstore):
-    """A gluon.Trainer with --optimizer, --wd, --mom; the caller sets the lr per update."""
+    """A gluon.Trainer with --optimizer, --wd, --mom; the caller sets the lr per update.
+    Under dist_sync the workers update locally (the servers only sum gradients), so the
+    lr they set is the one used; dist_async must update on the servers, whose copy of the
+    optimiser keeps the first lr (the schedule is then not applied, and the job says so)."""
     options = {"learning_rate": lr, "wd": args.wd}
     if args.optimizer in ("sgd", "nag"):
         options["momentum"] = args.mom
-    return mx.gluon.Trainer(params, args.optimizer, options, kvstore=kvstore)
+    local = "dist" in kvstore and "async" not in kvstore
+    return mx.gluon.Trainer(params, args.optimizer, options, kvstore=kvstore,
+                            update_on_kvstore=False if local else None)

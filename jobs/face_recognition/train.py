@@ -215,6 +215,9 @@ def train(args, sync_out):
             params.update(head.collect_params())
         schedule = optim.schedule(args, phase["lr"], epoch_size, last - first + 1, main_phase)
         trainer = optim.trainer(params, args, phase["lr"], args.kv_store)
+        if "async" in args.kv_store:
+            log.warning("--kv_store=%s updates on the servers: the lr stays %g (no schedule)",
+                        args.kv_store, phase["lr"])
         if first < begin_epoch:
             resume.restore(prefix, begin_epoch, head, trainer, log)
         log.info("Phase[%d/%d] %s: loss %s%s, epochs %d-%d, %s optimizer, %s", number,
