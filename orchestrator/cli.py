@@ -109,9 +109,7 @@ def cmd_run(args) -> int:
     console = Console(stderr=args.json)
     display = Display(console, verbose=args.verbose)
     pipeline = Pipeline.from_yaml(args.pipeline, args.config, _profile(args), None if args.json else display,
-                                  resume=args.resume, strict=args.strict)
-    if args.keep:
-        pipeline.plan = _replace_teardown(pipeline.plan, "never")
+                                  resume=args.resume, strict=args.strict, keep=args.keep)
     if not args.resume:
         for run_id in _unfinished_runs(pipeline.ledger, pipeline.plan.pipeline):
             console.print(f"note: run {run_id} of this pipeline did not finish and left resources: "
@@ -391,11 +389,6 @@ def _profile(args) -> str | None:
         return names[0]
     raise UserError(f"{len(names)} profiles of config.json use the '{args.backend}' backend"
                     + (f": {', '.join(names)}" if names else ""), hint="name one with --profile")
-
-
-def _replace_teardown(plan, when: str):
-    from dataclasses import replace
-    return replace(plan, teardown=plan.teardown.model_copy(update={"when": when}))
 
 
 def _when(ts: float) -> str:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import yaml
 
+from .backends.base import Backend
 from .errors import UserError
 from .ledger import Ledger
 from .plan import Plan, build_plan
@@ -50,7 +51,7 @@ def config_and_dir(config_path: Path | None, pipeline_path: Path | None = None) 
     return load_config(path), path.resolve().parent
 
 
-def make_backend(config: ConfigSpec, config_dir: Path, profile: str | None):
+def make_backend(config: ConfigSpec, config_dir: Path, profile: str | None) -> Backend:
     name, prof = config.profile(profile)
     root = (config_dir / os.path.expanduser(prof.root)).resolve()
     if not isinstance(prof, LocalProfile):
@@ -60,32 +61,31 @@ def make_backend(config: ConfigSpec, config_dir: Path, profile: str | None):
     return LocalBackend(root, prof.predictor_host)
 
 
-def ledger_for(backend) -> Ledger:
+def ledger_for(backend: Backend) -> Ledger:
     return Ledger(backend.root / "ledger.sqlite")
 
 
 def load_plan(pipeline_path: Path, config_path: Path | None, profile: str | None,
-              run_id: str | None = None, strict: bool = False) -> tuple[Plan, ConfigSpec, Path]:
+              run_id: str | None = None, strict: bool = False, keep: bool = False) -> tuple[Plan, ConfigSpec, Path]:
     spec = load_pipeline(pipeline_path)
     config, config_dir = config_and_dir(config_path, pipeline_path)
     plan = build_plan(spec, config, spec_path=pipeline_path, config_dir=config_dir, profile=profile, run_id=run_id,
-                      strict=strict)
+                      strict=strict, keep=keep)
     return plan, config, config_dir
 
 
 def open_run(pipeline_path: Path, config_path: Path | None, profile: str | None, resume: str | None = None,
-             strict: bool = False) -> tuple[Plan, object, Ledger, ConfigSpec]:
+             strict: bool = False, keep: bool = False) -> tuple[Plan, Backend, Ledger, ConfigSpec]:
     """The plan, backend and ledger of a new run, or of continuing run ``resume`` (an id or
     unique prefix); ``Pipeline.from_yaml`` puts them together."""
-    plan, config, config_dir = load_plan(pipeline_path, config_path, profile, strict=strict)
+    plan, config, config_dir = load_plan(pipeline_path, config_path, profile, strict=strict, keep=keep)
     config = resolve_tracking(config, config_dir)
     backend = make_backend(config, config_dir, plan.profile)
-    if hasattr(backend, "preflight"):      # cloud: bad credentials or a missing bucket fail now, not mid-run
-        backend.preflight((plan.data.data_uri.split("/")[2],))
+    backend.preflight((plan.bucket,))      # cloud: bad credentials or a missing bucket fail now, not mid-run
     ledger = ledger_for(backend)
     if resume:
         run = resumable_run(ledger, resume, plan.pipeline)
-        plan, _, _ = load_plan(pipeline_path, config_path, profile, run_id=run.run_id)
+        plan, _, _ = load_plan(pipeline_path, config_path, profile, run_id=run.run_id, keep=keep)
     return plan, backend, ledger, config
 
 

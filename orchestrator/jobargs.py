@@ -1,7 +1,7 @@
 """A pipeline's ``train.hyperparameters`` checked against the job's declared arguments.
 
 A job folder that holds an ``arguments.json`` (the project's jobs do; see
-``jobs/image_classification/job_args.py`` for the format) declares every argument its
+``jobs/common/arguments.py`` for the format) declares every argument its
 parser accepts, so ``validate`` and ``plan`` can refuse a misspelt name, a wrong type or an
 out-of-range value before anything runs, naming the file, line and key. A folder without a
 declaration (a user's own script) accepts any name, and the plan says so.
@@ -13,7 +13,7 @@ import difflib
 from pathlib import Path
 from typing import Callable
 
-from jobs.image_classification import job_args
+from jobs.common import arguments as job_args
 
 from .errors import UserError
 
@@ -26,7 +26,7 @@ def declaration(code_dir: Path) -> dict | None:
     try:
         return job_args.load(str(code_dir))
     except job_args.DeclarationError as exc:
-        raise UserError(str(exc), hint="fix the file: see the format in jobs/image_classification/job_args.py")
+        raise UserError(str(exc), hint="fix the file: see the format in jobs/common/arguments.py")
 
 
 def check(code_dir: Path, hyperparameters: dict, where: Callable[[str], str]) -> str | None:

@@ -7,19 +7,49 @@ model files (``train_url/model/`` when the job wrote one, else the one ``*-symbo
 the output and the latest ``*-NNNN.params`` of its prefix), lays ``code_dir``'s files over
 them, checks the result as the import will, and uploads it to ``package_uri + "model/"``.
 Works with any backend's storage; the training output itself is never changed.
+
+``validate_package(model_dir)`` lists what would make ModelArts' import refuse a package; the
+local backend and the emulator check with it before they register anything.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from pathlib import Path
 
-from .backends.local.registry import validate_package
 from .errors import UserError
 
 _PARAMS = re.compile(r"^(?P<prefix>.+)-(?P<epoch>\d{4})\.params$")
 IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", ".git")
+
+
+def validate_package(model_dir: Path) -> list[str]:
+    """Problems that would make ModelArts refuse the package (empty list: valid)."""
+    problems = []
+    config_path = model_dir / "config.json"
+    if not config_path.is_file():
+        return [f"{config_path.name} is missing from the model/ folder"]
+    try:
+        config = json.loads(config_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        return [f"config.json is not valid JSON: {exc}"]
+    for key in ("model_type", "model_algorithm"):
+        if not isinstance(config.get(key), str) or not config.get(key):
+            problems.append(f"config.json needs a '{key}' string")
+    apis = config.get("apis", [])
+    if not isinstance(apis, list) or not any(isinstance(a, dict) and a.get("url") == "/" and
+                                             str(a.get("method", "")).lower() == "post" for a in apis):
+        problems.append("config.json 'apis' needs an entry with url '/' and method 'post'")
+    if not (model_dir / "customize_service.py").is_file():
+        problems.append("customize_service.py is missing from the model/ folder")
+    symbols = sorted(model_dir.glob("*-symbol.json"))
+    if len(symbols) != 1:
+        problems.append(f"expected exactly one *-symbol.json, found {len(symbols)}")
+    elif not list(model_dir.glob(symbols[0].name[: -len("-symbol.json")] + "-*.params")):
+        problems.append(f"no .params file next to {symbols[0].name}")
+    return problems
 
 
 def model_files(uris: list[str], train_url: str) -> list[str]:

@@ -25,45 +25,47 @@ from typing import Callable
 import psutil
 
 from . import factory, failpoints, model_package, predictions
-from .backends.base import BackendError, JobRef, ModelRef, ServiceRef
+from .backends.base import Backend, BackendError, JobRef, ModelRef, ServiceRef
 from .childenv import allowed_env
-from .files import tail, write_json
 from .errors import Interrupted, StepFailed, UserError
+from .files import tail, write_json
 from .events import Event
 from .ledger import Ledger
 from .optimize import convert_package, summary as optimize_summary
-from .plan import REPO_ROOT, STEPS, Plan
-from .progress import TrainingProgress, update
-from .reconcile import RUN_ENV, live, stop_process, teardown_run
+from .plan import STEPS, Plan
+from .reconcile import RUN_ENV, stop_process, teardown_run
 from .resume import EarlierAttempt
 from .report import Report
 from .signals import raise_interrupted, signals_deferred
+from .tasks import REPO_ROOT, DataTool
+from .tracking import FollowTimeout, JobFollower, Tracker
 
 
 class Pipeline:
-    def __init__(self, plan: Plan, backend, ledger: Ledger, on_event: Callable[[Event], None] | None = None,
+    def __init__(self, plan: Plan, backend: Backend, ledger: Ledger, on_event: Callable[[Event], None] | None = None,
                  poll_interval: float = 0.5, resume: bool = False, tracking=None):
         self.plan, self.backend, self.ledger = plan, backend, ledger
         self.tracking = tracking   # config.json's "tracking" section (MLflow), or None
         self.resume = resume   # continue plan.run_id: reuse what an earlier attempt finished
         self.earlier = EarlierAttempt(plan, backend, ledger, resume, self._emit)
+        self.tracker = Tracker(ledger, plan.run_id, plan.run_dir, earlier=self.earlier.row)
         self.on_event = on_event or (lambda event: None)
         self.poll_interval = poll_interval
         self.report = Report(plan)
         self.job: JobRef | None = None
         self.model: ModelRef | None = None
         self.service: ServiceRef | None = None
-        self._started = False
         self._torn_down = False
 
     # construction helpers for notebooks and the CLI
     @classmethod
     def from_yaml(cls, path: str | os.PathLike, config: str | os.PathLike | None = None, profile: str | None = None,
                   on_event: Callable[[Event], None] | None = None, resume: str | None = None,
-                  strict: bool = False) -> "Pipeline":
-        """A pipeline for a new run of the file, or for continuing run ``resume`` (an id or unique prefix)."""
+                  strict: bool = False, keep: bool = False) -> "Pipeline":
+        """A pipeline for a new run of the file, or for continuing run ``resume`` (an id or unique
+        prefix); ``keep`` leaves everything running at the end (teardown.when: never)."""
         plan, backend, ledger, cfg = factory.open_run(Path(path), Path(config) if config else None, profile,
-                                                      resume, strict)
+                                                      resume, strict, keep)
         return cls(plan, backend, ledger, on_event, poll_interval=cfg.poll_interval, resume=bool(resume),
                    tracking=cfg.tracking)
 
@@ -77,46 +79,27 @@ class Pipeline:
     def prepare(self) -> Path:
         with self._step("prepare") as info:
             data = self.plan.data
-            rid = self.earlier.intend("temp_dir", str(data.work_dir), {})
-            data.work_dir.mkdir(parents=True, exist_ok=True)
-            self.ledger.created(rid, str(data.work_dir))
+            with self.tracker.track("temp_dir", str(data.work_dir)) as made:
+                data.work_dir.mkdir(parents=True, exist_ok=True)
+                made.created(str(data.work_dir))
             if self.earlier.step_done("prepare") and (data.packed_dir / "dataset.json").is_file():
                 info["resumed"] = True
                 return data.packed_dir
-            g = data.generate
-            if data.mode in ("prepared", "raw"):
-                pass                                  # existing .rec/.idx files (or any data) are uploaded as they are
-            elif data.task == "face" and g:           # the generator packs too (train identities + pairs .bin)
-                self._tool("generate", ["jobs.data.generate_faces", "--out", str(data.work_dir), "--identities",
-                                        str(g.identities), "--images-per-identity", str(g.images_per_identity),
-                                        "--verify-identities", str(g.verify_identities), "--pairs", str(g.pairs),
-                                        "--test-ratio", str(data.test_ratio), "--seed", str(g.seed)])
-            elif data.task == "face":
-                self._tool("face_rec", ["jobs.data.face_rec", "--src", str(data.images_dir), "--out",
-                                        str(data.packed_dir), "--test-ratio", str(data.test_ratio),
-                                        "--workers", str(data.workers)])
-            else:
-                if g:
-                    self._tool("generate", ["jobs.data.generate_classification", str(data.images_dir), "--classes",
-                                            str(g.classes), "--images-per-class", str(g.images_per_class), "--seed",
-                                            str(g.seed), "--min-size", str(g.min_size), "--max-size", str(g.max_size)])
-                self._tool("im2rec", ["jobs.data.im2rec", str(data.images_dir), str(data.packed_dir), "--val-ratio",
-                                      str(data.val_ratio), "--test-ratio", str(data.test_ratio), "--resize",
-                                      str(data.resize), "--quality", str(data.quality), "--workers", str(data.workers)])
+            for tool in data.tools:           # the task's data tools (none for .rec files or raw data)
+                self._tool(tool)
             return data.packed_dir
 
     def upload(self) -> str:
         self._need("prepare")
         with self._step("upload") as info:
-            prefix = self.plan.data.data_uri.rsplit("/data/", 1)[0] + "/"
-            rid = self.earlier.intend("object_prefix", prefix, {})   # unchanged files are skipped: resumes
-            data = self.plan.data
-            stats = self.backend.storage.put(str(data.packed_dir), data.data_uri)
-            if data.mode == "prepared" and data.labels and not (data.packed_dir / "labels.txt").is_file():
-                labels = data.work_dir / "labels.txt"   # data.labels, for jobs that read the class names
-                labels.write_text("".join(name + "\n" for name in data.labels))
-                self.backend.storage.put(str(labels), data.data_uri + "labels.txt")
-            self.ledger.created(rid, prefix)
+            prefix, data = self.plan.run_prefix, self.plan.data
+            with self.tracker.track("object_prefix", prefix) as made:   # unchanged files are skipped: resumes
+                stats = self.backend.storage.put(str(data.packed_dir), data.data_uri)
+                if data.mode == "prepared" and data.labels and not (data.packed_dir / "labels.txt").is_file():
+                    labels = data.work_dir / "labels.txt"   # data.labels, for jobs that read the class names
+                    labels.write_text("".join(name + "\n" for name in data.labels))
+                    self.backend.storage.put(str(labels), data.data_uri + "labels.txt")
+                made.created(prefix)
             info.update(files=stats.files, skipped=stats.skipped, bytes=stats.bytes)
             return self.plan.data.data_uri
 
@@ -128,9 +111,9 @@ class Pipeline:
             if self.job is not None:
                 info["resumed"] = "re-attached to the earlier job"
             else:
-                rid = self.earlier.intend("job", spec.name, {"flavor": spec.flavor, "key": self.plan.key("train")})
-                self.job = self.backend.submit_job(spec)   # a restarted job finds its checkpoints in train_url
-                self.ledger.created(rid, self.job.id)
+                with self.tracker.track("job", spec.name, {"flavor": spec.flavor, "key": self.plan.key("train")}) as made:
+                    self.job = self.backend.submit_job(spec)   # a restarted job finds its checkpoints in train_url
+                    made.created(self.job.id)
             state = self._follow_job(info)
             if state.phase != "Completed":
                 raise StepFailed("train", f"job {spec.name} {state.phase.lower()}: {state.reason}",
@@ -159,16 +142,17 @@ class Pipeline:
                                                    spec.source_location.rstrip("/") + "/model/", self.backend.storage,
                                                    self.plan.run_dir / "optimize", self.plan.run_dir / "logs" / "optimize.log")
                 self._emit("log", "import_model", optimize_summary(info["optimize"]))
-            rid = self.earlier.intend("model", spec.name, {"key": self.plan.key("import_model")})
-            try:
-                self.model = self.backend.import_model(spec)
-            except BackendError as exc:
-                if self.plan.model_code or "is missing from the model/ folder" not in str(exc):
-                    raise
-                raise StepFailed("import_model", f"{exc}\nhint: set model.inference_code in {self.plan.spec_path.name} "
-                                 "to the folder holding customize_service.py and config.json: the import step then "
-                                 "builds model/ from the training output and that folder") from exc
-            self.ledger.created(rid, self.model.id)
+            with self.tracker.track("model", spec.name, {"key": self.plan.key("import_model")}) as made:
+                try:
+                    self.model = self.backend.import_model(spec)
+                except BackendError as exc:
+                    if self.plan.model_code or "is missing from the model/ folder" not in str(exc):
+                        raise
+                    raise StepFailed("import_model", f"{exc}\nhint: set model.inference_code in "
+                                     f"{self.plan.spec_path.name} to the folder holding customize_service.py and "
+                                     "config.json: the import step then builds model/ from the training output and "
+                                     "that folder") from exc
+                made.created(self.model.id)
             return self.model
 
     def deploy(self) -> ServiceRef:
@@ -182,9 +166,10 @@ class Pipeline:
             if self.service is not None:
                 info.update(url=self.service.url, resumed=True)
                 return self.service
-            rid = self.earlier.intend("service", spec.name, {"flavor": configs[0].flavor, "key": self.plan.key("deploy")})
-            self.service = self.backend.deploy(spec)
-            self.ledger.created(rid, self.service.id, {"url": self.service.url})
+            with self.tracker.track("service", spec.name, {"flavor": configs[0].flavor,
+                                                          "key": self.plan.key("deploy")}) as made:
+                self.service = self.backend.deploy(spec)
+                made.created(self.service.id, {"url": self.service.url})
             info["url"] = self.service.url
             return self.service
 
@@ -251,7 +236,7 @@ class Pipeline:
             self.report.fail(exc)
         when = self.plan.teardown.when
         try:
-            if self._started and not self._torn_down and (when == "always" or (when == "on_success" and exc is None)):
+            if self.tracker.started and not self._torn_down and (when == "always" or (when == "on_success" and exc is None)):
                 with signals_deferred():
                     try:
                         self.teardown()
@@ -259,7 +244,7 @@ class Pipeline:
                         self.report.fail(err)
                         status = "failed" if status == "succeeded" else status
         finally:
-            if self._started:
+            if self.tracker.started:
                 self.ledger.finish_run(self.plan.run_id, status)
                 self.report.finish(status)
                 self._publish()
@@ -269,16 +254,9 @@ class Pipeline:
 
     # helpers
     def _begin(self) -> None:
-        if not self._started:
-            me = psutil.Process()
-            self.plan.run_dir.joinpath("logs").mkdir(parents=True, exist_ok=True)
-            if self.resume and self.ledger.run(self.plan.run_id) is not None:
-                self.ledger.resume_run(self.plan.run_id, me.pid, me.create_time(), owned=live)
-            else:
-                self.ledger.start_run(self.plan.run_id, self.plan.pipeline, str(self.plan.spec_path),
-                                      self.plan.backend, self.plan.profile, me.pid, me.create_time(),
-                                      str(self.plan.run_dir))
-            self._started = True
+        if not self.tracker.started:
+            self.tracker.start(self.plan.pipeline, self.plan.spec_path, self.plan.backend, self.plan.profile,
+                               resume=self.resume)
             write_json(self.plan.run_dir / "plan.json", self.plan.to_dict())   # the settings, for report.html
             self.report.save()
 
@@ -306,15 +284,16 @@ class Pipeline:
         self._emit("log", "teardown", message)
         failpoints.hit("teardown:running")
 
-    def _tool(self, title: str, module_args: list[str]) -> None:
+    def _tool(self, tool: DataTool) -> None:
         """Run a data tool; it is in the ledger before it starts (and carries the run id in
         its environment), so ``cleanup`` stops it even after a SIGKILL of this process."""
         log = self.plan.run_dir / "logs" / "prepare.log"
-        rid = self.ledger.intend(self.plan.run_id, "process", f"{title} of {self.plan.run_id}", {"step": "prepare"})
+        rid = self.ledger.intend(self.plan.run_id, "process", f"{tool.title} of {self.plan.run_id}", {"step": "prepare"})
         env = {**allowed_env(), RUN_ENV: self.plan.run_id}
         with open(log, "ab") as fh:
-            proc = subprocess.Popen([sys.executable, "-m", *module_args], cwd=REPO_ROOT, stdout=fh, env=env,
-                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+            proc = subprocess.Popen([sys.executable, "-m", tool.module, *tool.args], cwd=REPO_ROOT, stdout=fh,
+                                    env=env, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                    start_new_session=True)
         try:
             try:
                 started = psutil.Process(proc.pid).create_time()
@@ -333,31 +312,23 @@ class Pipeline:
             why = tail(log, 8) or "(it wrote nothing)"
             if free < 64 << 20:   # its log may be empty because nothing could be written
                 why += f"\nonly {free >> 20} MB are free on the disk holding {self.plan.root}"
-            raise StepFailed("prepare", f"{title} failed (exit {code}):\n{why}", log=str(log))
+            raise StepFailed("prepare", f"{tool.title} failed (exit {code}):\n{why}", log=str(log))
 
     def _follow_job(self, info: dict):
-        progress, offset = TrainingProgress(), 0
-        deadline = time.time() + (self.plan.job.max_runtime_s or 1e12) + 120
-        with open(self.plan.run_dir / "logs" / "train.log", "a") as log:
-            while True:
-                state = self.backend.job_status(self.job)
-                lines, offset = self.backend.job_logs(self.job, offset)
-                for line in lines:
-                    log.write(line + "\n")
-                    self._emit("log", "train", line)
-                    failpoints.hit("train:running")
-                    new = update(progress, line)
-                    if new is not None:
-                        progress = new
-                        self._emit("progress", "train", "", progress=progress)
-                log.flush()
-                if state.terminal and not lines:
-                    info["progress"] = progress.metrics
-                    return state
-                if time.time() > deadline:
-                    self.backend.stop_job(self.job)
-                    raise StepFailed("train", "job did not finish within max_runtime + 120s")
-                time.sleep(self.poll_interval if not lines else 0.05)
+        follower = JobFollower(self.backend, self.job, self.plan.run_dir / "logs" / "train.log", self.poll_interval)
+
+        def on_line(line: str) -> None:
+            self._emit("log", "train", line)
+            failpoints.hit("train:running")
+
+        try:
+            state = follower.follow(on_line, lambda progress: self._emit("progress", "train", "", progress=progress),
+                                    timeout_s=(self.plan.job.max_runtime_s or 1e12) + 120)
+        except FollowTimeout:
+            self.backend.stop_job(self.job)
+            raise StepFailed("train", "job did not finish within max_runtime + 120s") from None
+        info["progress"] = follower.progress.metrics
+        return state
 
     def _job_metrics(self) -> dict:
         target = self.plan.run_dir / "metrics.json"

@@ -19,9 +19,7 @@ def cases(plan) -> list[dict]:
     if plan.predict.images == "holdout":
         found = _holdout(plan.data.packed_dir, plan.data.images_dir)
     else:
-        root = Path(plan.predict.images)
-        root = root if root.is_absolute() else plan.spec_path.parent / root
-        found = _folder(root)
+        found = _folder(Path(plan.predict.images))   # resolved by the plan
     if not found:
         raise UserError("no images to predict", hint="check predict.images and data.test_ratio")
     return found[: plan.predict.limit] if plan.predict.limit else found

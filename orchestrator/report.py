@@ -65,7 +65,7 @@ class Report:
                 "seconds": round((self.ended_at or time.time()) - self.started_at, 3),
                 "accuracy": predict.get("accuracy"), "steps": self.steps, "notes": list(self.plan.notes),
                 "resources": {"job": self.plan.job.name, "model": self.plan.model.name,
-                              "service": self.plan.service.name, "objects": self.plan.data.data_uri.rsplit("data/", 1)[0]},
+                              "service": self.plan.service.name, "objects": self.plan.run_prefix},
                 "paths": self.paths, **({"tracking": self.tracking} if self.tracking else {})}
 
     def save(self) -> None:

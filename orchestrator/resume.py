@@ -28,11 +28,6 @@ class EarlierAttempt:
                     return row
         return None
 
-    def intend(self, kind: str, name: str, detail: dict) -> int:
-        """Record a resource about to be made, reusing the earlier attempt's row for it."""
-        row = self.row(kind, name)
-        return row.rid if row is not None else self.ledger.intend(self.plan.run_id, kind, name, detail)
-
     def step_done(self, step: str) -> bool:
         return self.enabled and self.ledger.step_done(self.plan.run_id, step, self.plan.key(step))
 

@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .errors import UserError
+from .tasks import TASKS
 from .yamlsource import line_of, load_with_lines
 
 MXNET_RUNTIMES = ("python2.7", "python3.6", "python3.7")   # ModelArts' MXNet model runtimes (model import)
@@ -67,8 +68,11 @@ class FaceGenerateSpec(Strict):
     seed: int = 0
 
 
+TaskName = Literal[tuple(TASKS)]   # one descriptor per task in tasks.py
+
+
 class DataSpec(Strict):
-    task: Literal["classification", "face"] = Field(
+    task: TaskName = Field(
         "classification", description="'classification' packs im2rec RecordIO; 'face' packs insightface's face "
                                       "RecordIO (identity table, property) with a verification .bin")
     source: str = Field("generated", description="'generated'; a folder with one sub-folder of images per class "

@@ -72,7 +72,8 @@ def step_keys(data, tools_dir: Path, job: JobSpec, model: ModelSpec, service: Se
     prepare = digest("prepare", data.task, data.mode, generate, source, data.val_ratio, data.test_ratio,
                      data.resize, data.quality, tree(tools_dir, content=True))
     upload = digest("upload", prepare, data.data_uri)
-    code = [tree(d, content=True, skipped=skipped) for d in (job.code_dir, *job.include_dirs)]
+    code = [tree(path, content=True, skipped=skipped)
+            for path in (job.code_dir, *job.include_dirs, *(source for source, _ in job.shipped))]
     train = digest("train", upload, asdict(job), code)
     imported = digest("import_model", train, asdict(model), tree(model_code, content=True) if model_code else None)
     deploy = digest("deploy", imported, asdict(service))

@@ -82,7 +82,7 @@ def wait_running(backend, ref) -> dict:
     """state.json once every process of the job has been started."""
     deadline = time.time() + 60
     while time.time() < deadline:
-        state = json.loads((backend.jobs.dir(ref) / "state.json").read_text())
+        state = json.loads((backend.training.dir(ref) / "state.json").read_text())
         if "worker-1" in (state.get("processes") or {}):
             return state
         time.sleep(0.1)
@@ -97,7 +97,7 @@ def all_log_lines(backend, ref) -> list[str]:
 
 def assert_nothing_left(backend, ref):
     """Every process the job started is gone, and no process runs inside its folder."""
-    job_dir = backend.jobs.dir(ref)
+    job_dir = backend.training.dir(ref)
     state = json.loads((job_dir / "state.json").read_text())
     pids = [p["pid"] for p in state["processes"].values()] + [state["supervisor"]["pid"]]
     deadline = time.time() + 10   # the supervisor may still be writing its last words
@@ -122,7 +122,7 @@ def test_two_nodes_run_scheduler_servers_and_workers_on_loopback(backend, tmp_pa
     ref = backend.submit_job(kv_job(tmp_path, KV_SCRIPT, envs=(("MY_FLAG", "1"),)))
     state = wait_terminal(backend, ref)
     assert state.phase == "Completed", state.reason
-    job_dir = backend.jobs.dir(ref)
+    job_dir = backend.training.dir(ref)
     seen = {}
     for node in ("0", "1"):
         backend.storage.get(f"obs://dist-in/out/seen-{node}.json", str(tmp_path / f"seen-{node}.json"))
@@ -284,7 +284,7 @@ def train_classifier(backend, workers: int) -> tuple[dict, list[str], Path]:
     assert state.phase == "Completed", state.reason
     target = backend.root / f"metrics-{workers}.json"
     backend.storage.get(f"{spec.train_url}metrics.json", str(target))
-    return json.loads(target.read_text()), all_log_lines(backend, ref), backend.jobs.dir(ref)
+    return json.loads(target.read_text()), all_log_lines(backend, ref), backend.training.dir(ref)
 
 
 @pytest.mark.slow

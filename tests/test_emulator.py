@@ -21,6 +21,7 @@ from orchestrator.backends.modelarts.backend import ModelArtsBackend
 from orchestrator.backends.modelarts.errors import CloudError, NotFound
 from orchestrator.backends.modelarts.services import schedule
 from orchestrator.errors import UserError
+from orchestrator.spec import ModelArtsProfile
 
 RUN = "261123-130000-cafe"
 BUCKET = "b-emulator"
@@ -36,9 +37,10 @@ def cloud(tmp_path_factory):
 
 def make_backend(cloud, sk: str = SK, root: Path | None = None, **kw) -> ModelArtsBackend:
     modelarts, obs, folder = cloud
-    return ModelArtsBackend(root or folder / "client", project_id=PROJECT, ak=AK, sk=sk, modelarts_endpoint=modelarts,
+    prof = ModelArtsProfile(backend="modelarts", region="", project_id=PROJECT, modelarts_endpoint=modelarts,
                             obs_endpoint=obs, path_style=True, obs_signature="v2", create_bucket=True, retries=2,
-                            poll_s=0.1, credentials_hint="HUAWEICLOUD_SDK_AK and HUAWEICLOUD_SDK_SK", **kw)
+                            poll_interval=0.1, engine_version="")
+    return ModelArtsBackend(root or folder / "client", prof, AK, sk, profile_name="emulator", **kw)
 
 
 @pytest.fixture(scope="module")

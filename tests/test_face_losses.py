@@ -1,15 +1,12 @@
 """Margin heads of jobs/face_recognition/losses.py against a numpy reference."""
 import math
-import os
-import sys
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                                "jobs", "face_recognition"))
+from jobmodules import job_modules
 
-import losses  # noqa: E402
+losses = job_modules("face_recognition", "losses")
 
 mx = pytest.importorskip("mxnet")
 

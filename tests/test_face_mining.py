@@ -10,16 +10,13 @@ Pairs and their candidates (d(a,n) < d(a,p) + 0.5), worked out by hand:
 (3,4) d=3.24 -> {0, 1, 2, 5};  (6,7) d=.01 -> none (nearest negative x4 at d=49).
 Nearest negatives: of 0 -> 5, of 1 -> 5, of 3 -> 2, of 6 -> 4.
 """
-import os
-import sys
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                                "jobs", "face_recognition"))
+from jobmodules import job_modules
 
-import triplet  # noqa: E402
+triplet = job_modules("face_recognition", "triplet")
 
 X = np.array([0.0, 0.5, 1.0, 1.2, 3.0, 0.3, 10.0, 10.1])
 LABELS = np.array([0, 0, 0, 1, 1, 2, 3, 3])

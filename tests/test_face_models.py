@@ -1,18 +1,12 @@
 """Face backbones (IResNet, MobileFaceNet): shapes, 16x down-sampling, names, export."""
-import os
-import sys
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                                "jobs", "face_recognition"))
+from jobmodules import job_modules
 
 mx = pytest.importorskip("mxnet")
-
-import iresnet  # noqa: E402
-import model_export  # noqa: E402
-import networks  # noqa: E402
+iresnet, model_export, networks = job_modules("face_recognition", "iresnet", "model_export", "networks")
 
 TINY = {"iresnet": dict(units=(1, 1, 1, 1), width=0.125),
         "mobilefacenet": dict(blocks=(1, 1, 1, 1), width=0.25)}

@@ -12,7 +12,7 @@ import sys
 import pytest
 
 from jobs.data import generate_faces
-from orchestrator.backends.local.registry import validate_package
+from orchestrator.model_package import validate_package
 from orchestrator.progress import TrainingProgress, update
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

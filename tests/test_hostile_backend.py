@@ -30,7 +30,7 @@ def test_training_jobs_get_an_allow_listed_environment_plus_their_spec_envs(back
     assert all(seen[k] == v for k, v in NEEDED.items() if k != "OMP_NUM_THREADS"), seen
     assert {"PATH", "HOME", "PYTHONPATH", "OMP_NUM_THREADS", "MA_NUM_HOSTS"} <= set(seen)
     assert seen["MY_SETTING"] == "on" and seen["MY_API_TOKEN"] == "named"   # what the spec names passes
-    log = (backend.jobs.dir(ref) / "logs" / "supervisor.log").read_text()
+    log = (backend.training.dir(ref) / "logs" / "supervisor.log").read_text()
     assert "local-secret" not in log
 
 

@@ -17,18 +17,15 @@ import numpy as np
 import pytest
 import requests
 
-from orchestrator.backends.local.registry import validate_package
+from jobmodules import job_modules
+from orchestrator.model_package import validate_package
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-JOB = os.path.join(REPO, "jobs", "face_recognition")
 INFERENCE = os.path.join(REPO, "inference", "face_recognition")
 RUNTIME = os.path.join(REPO, "orchestrator", "runtime")
-sys.path.insert(0, JOB)
 
 mx = pytest.importorskip("mxnet")
-
-import model_export  # noqa: E402
-import networks  # noqa: E402
+model_export, networks = job_modules("face_recognition", "model_export", "networks")
 
 THRESHOLD = 0.5
 

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from jobs.face_recognition import triplet
-from jobs.image_classification import job_args
+from jobs.common import arguments as job_args
 from orchestrator import jobdocs
 from orchestrator.cli import main
 from pipelines import REPO, cli, tiny_pipeline

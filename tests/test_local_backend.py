@@ -8,7 +8,7 @@ import pytest
 
 from orchestrator.backends.base import BackendError, JobSpec, ModelSpec, Resource
 from orchestrator.backends.local.backend import LocalBackend
-from orchestrator.backends.local.registry import validate_package
+from orchestrator.model_package import validate_package
 
 RUN = "261123-120000-beef"
 
@@ -57,7 +57,7 @@ def test_job_gets_modelarts_arguments_environment_and_outputs(backend, tmp_path)
     assert seen["cwd"].endswith("/code"), "the code folder is a child of the working directory"
     lines, offset = backend.job_logs(ref)
     assert lines == ["done"] and backend.job_logs(ref, offset) == ([], offset)
-    history = json.loads((backend.jobs.dir(ref) / "state.json").read_text())["history"]
+    history = json.loads((backend.training.dir(ref) / "state.json").read_text())["history"]
     assert [h["phase"] for h in history] == ["Creating", "Pending", "Running", "Completed"]
 
 
@@ -95,7 +95,7 @@ def test_model_import_validates_the_package(backend, tmp_path):
     assert validate_package(pkg) == []
     backend.storage.put(str(tmp_path / "pkg"), "obs://b-in/m/")
     ref = backend.import_model(ModelSpec(name="m2", version="0.0.1", run_id=RUN, source_location="obs://b-in/m/"))
-    assert backend.registry.path(ref.id).joinpath("customize_service.py").exists()
+    assert backend.models.path(ref.id).joinpath("customize_service.py").exists()
     assert {r.name for r in backend.list_resources(RUN) if r.kind == "model"} == {"m1 0.0.1", "m2 0.0.1"}
     backend.delete_model(ref)
     backend.delete_model(ref)
@@ -123,13 +123,18 @@ def test_many_processes_opening_a_new_root_at_once(tmp_path):
     go = tmp_path / "go"
     code = ("import os, sys, time; from pathlib import Path; from orchestrator.backends.local.backend import LocalBackend; "
             "from orchestrator.ledger import Ledger\n"
+            "Path(sys.argv[3]).touch()\n"
             "while not os.path.exists(sys.argv[2]): time.sleep(0.001)\n"
             "b = LocalBackend(Path(sys.argv[1])); Ledger(b.root / 'ledger.sqlite'); b.storage.list('obs://bucket-x/')")
     for attempt in range(3):
-        root = tmp_path / f"root{attempt}"
-        procs = [subprocess.Popen([sys.executable, "-c", code, str(root), str(go)], stderr=subprocess.PIPE, text=True)
-                 for _ in range(8)]
-        time.sleep(2.0)                       # every process imported and waiting
+        root, ready = tmp_path / f"root{attempt}", tmp_path / f"ready{attempt}"
+        ready.mkdir()
+        procs = [subprocess.Popen([sys.executable, "-c", code, str(root), str(go), str(ready / str(i))],
+                                  stderr=subprocess.PIPE, text=True) for i in range(8)]
+        deadline = time.time() + 120
+        while len(list(ready.iterdir())) < 8:     # every process imported and waiting
+            assert time.time() < deadline and all(p.poll() is None for p in procs), "a process did not get ready"
+            time.sleep(0.01)
         go.touch()
         errors = [p.communicate(timeout=120)[1] for p in procs if p.wait(timeout=120) != 0]
         go.unlink()

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from jobmodules import job_modules
 from orchestrator.backends.base import JobSpec
 from orchestrator.backends.local.backend import LocalBackend
 from orchestrator.errors import UserError
@@ -159,19 +160,10 @@ def test_user_code_gets_no_project_inference_code_merged_in(tmp_path):
 
 
 @pytest.fixture
-def classification_job_modules(monkeypatch):
-    """The classification job's top-level modules (the face job has modules of the same
-    names): imported for one test, then the previous ones are put back."""
-    import sys
-    names = ("rec_data", "train_args", "job_args", "job_common")
-    saved = {n: sys.modules.pop(n) for n in names if n in sys.modules}
-    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "jobs" / "image_classification"))
-    import rec_data
-    import train_args
-    yield rec_data, train_args
-    for name in names:
-        sys.modules.pop(name, None)
-    sys.modules.update(saved)
+def classification_job_modules():
+    """The classification job's modules (the face job has modules of the same names), imported
+    without leaving their bare names behind (tests/jobmodules.py)."""
+    return job_modules("image_classification", "rec_data", "train_args")
 
 
 def test_the_caltech_tutorial_hyperparameters_reach_the_job(tmp_path, classification_job_modules):

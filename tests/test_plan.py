@@ -1,6 +1,8 @@
 """The frozen plan: deterministic names, resolved paths, emulation notes, no side effects."""
 
 import dataclasses
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -137,7 +139,12 @@ def test_face_task_defaults_and_shared_modules_ship_with_the_code(tmp_path):
     plan, _, _ = load_plan(REPO / "examples" / "face_softmax.yaml", None, None)
     assert plan.job.code_dir == str(REPO / "jobs" / "face_recognition")
     assert plan.model.model_algorithm == "face_recognition"
-    staged = stage_code(plan.job.code_dir, plan.job.include_dirs, tmp_path / "code")
-    for name in ("train.py", "face_rec_reader.py", "face_bin.py", "storage.py", "job_common.py",
-                 "customize_service.py"):
+    staged = stage_code(plan.job.code_dir, plan.job.include_dirs, tmp_path / "code", plan.job.shipped)
+    for name in ("train.py", "jobs/__init__.py", "jobs/common/workspace.py", "jobs/common/package.py",
+                 "jobs/data/face_rec_reader.py", "jobs/data/face_bin.py", "customize_service.py"):
         assert (staged / name).is_file(), name
+    # the job imports the shipped copies, not the repository's: the folder stands alone
+    probe = ("import sys; sys.path.insert(0, sys.argv[1]); import jobs.common.package, jobs.data.face_rec_reader; "
+             "print(jobs.common.package.__file__); print(jobs.data.face_rec_reader.__file__)")
+    out = subprocess.run([sys.executable, "-c", probe, str(staged)], capture_output=True, text=True, check=True)
+    assert all(line.startswith(str(staged)) for line in out.stdout.split()), out.stdout

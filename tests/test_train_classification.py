@@ -237,8 +237,7 @@ def test_data_packed_without_a_validation_split_trains(tmp_path):
 def test_bfloat16_training_saves_a_float32_checkpoint(data_dir, tmp_path):
     """--dtype=bfloat16 trains under MXNet AMP where the CPU has bf16 (else float32, with a
     warning); either way the checkpoint is the plain float32 network, servable anywhere."""
-    sys.path.insert(0, os.path.join(REPO, "jobs", "image_classification"))
-    from job_common import cpu_has_bf16
+    from jobs.common.runtime import cpu_has_bf16
 
     out = tmp_path / "out"
     proc = run_train(f"--data_url={data_dir}", f"--train_url={out}", "--num_epochs=1", "--export_model=False",

@@ -35,7 +35,7 @@ import tempfile
 import cv2
 import numpy as np
 
-from jobs.data.swap import swap_in
+from jobs.common.swap import swap_in
 
 # Order matters: "--classes N" takes the first N.  The first six are the most distinct.
 PATTERNS = ("circle", "square", "triangle", "hstripes", "cross", "ring",

@@ -38,7 +38,7 @@ import cv2
 import numpy as np
 
 from jobs.data import face_bin, face_rec, face_synth
-from jobs.data.swap import swap_in
+from jobs.common.swap import swap_in
 
 TRAIN, VERIFY = 0, 1  # roles: separate random streams make the two identity sets disjoint
 

@@ -29,9 +29,8 @@ the verification of the exported weights (the best checkpoint when there was one
 """
 import json
 
-import shared
+from jobs.common.package import write_json_atomic
 
-write_json_atomic = shared.load("job_common").write_json_atomic
 KEYS = ("accuracy", "accuracy_std", "val", "val_std", "far", "xnorm", "threshold")
 
 

@@ -20,16 +20,13 @@ normalised embeddings exceeds ``threshold``.
 import json
 import os
 
-import shared
-
-_common = shared.load("job_common")
-ExportError, write_json_atomic, write_package = (_common.ExportError, _common.write_json_atomic,
-                                                 _common.write_package)
+from jobs.common import package
+from jobs.common.package import ExportError, write_json_atomic, write_package  # noqa: F401 (ExportError: API)
 
 
 def find_inference_dir(explicit, code_dir):
     """Folder holding customize_service.py and config.json, or ExportError."""
-    return _common.find_inference_dir(explicit, code_dir, "face_recognition")
+    return package.find_inference_dir(explicit, code_dir, "face_recognition")
 
 
 def network_params(net):

@@ -14,7 +14,9 @@ import os
 import evaluation
 import face_metrics
 import model_export
-import shared
+from jobs.common.runtime import pick_context
+from jobs.data.face_bin import load_bin
+from jobs.data.face_rec_reader import FaceRec
 
 log = logging.getLogger("train")
 DEFAULT_THRESHOLD = 0.38  # cosine; insightface's usual LFW squared-distance threshold ~1.24
@@ -25,7 +27,6 @@ class PretrainedError(ValueError):
 
 
 def load_targets(args, image_size):
-    load_bin = shared.load("face_bin").load_bin
     return [(name, *load_bin(path, image_size))
             for name, path in evaluation.find_targets(args.data_url, args.target)]
 
@@ -69,15 +70,14 @@ def finish(args, net, verifier, metrics, rec, description, emb_size, image_size,
 
 def evaluate_only(args, sync_out):
     import mxnet as mx
-    job_common = shared.load("job_common")
-    ctx = job_common.pick_context(args.num_gpus, log)[0]
+    ctx = pick_context(args.num_gpus, log)[0]
     try:
         net, info = model_export.load_block(*args.pretrained, also_in=args.data_url, ctx=ctx)
     except ValueError as e:
         raise PretrainedError(f"--pretrained: {e}") from None
     rec = None
     if os.path.isfile(os.path.join(args.data_url, args.train_file)):
-        rec = shared.load("face_rec_reader").FaceRec(args.data_url, args.train_file)
+        rec = FaceRec(args.data_url, args.train_file)
     image_size = args.image_size or tuple(info.get("image_size") or ()) or (
         rec.image_size if rec else None)
     if not image_size:

@@ -57,15 +57,13 @@ import networks  # noqa: E402
 import optim  # noqa: E402
 import publish  # noqa: E402
 import resume  # noqa: E402
-import shared  # noqa: E402
 import steps  # noqa: E402
 import train_args  # noqa: E402
-
-job_common = shared.load("job_common")
+from jobs.common.runtime import pick_context, run_job  # noqa: E402
+from jobs.data.face_bin import FaceBinError  # noqa: E402
+from jobs.data.face_rec_reader import FaceRec, FaceRecError  # noqa: E402
 
 log = logging.getLogger("train")
-# One-line errors of the shared modules (FaceRec, load_bin, moxing storage), by class name.
-SHARED_ERRORS = ("FaceRecError", "FaceBinError", "StorageError")
 
 
 class JobError(ValueError):
@@ -73,32 +71,14 @@ class JobError(ValueError):
 
 
 def main(argv=None):
-    job_common.setup_logging()
-    try:
-        return run(sys.argv[1:] if argv is None else argv)
-    except (train_args.ArgError, model_export.ExportError, evaluation.TargetError,
-            face_iter.FaceDataError, shared.SharedModuleError, resume.ResumeError,
-            publish.PretrainedError, JobError) as e:
-        print(f"train.py: error: {e}", file=sys.stderr, flush=True)
-        return 2
-    except ValueError as e:
-        if type(e).__name__ not in SHARED_ERRORS:
-            raise
-        print(f"train.py: error: {e}", file=sys.stderr, flush=True)
-        return 2
+    return run_job(sys.argv[1:] if argv is None else argv, train_args.parse, run, errors=(
+        train_args.ArgError, model_export.ExportError, evaluation.TargetError, face_iter.FaceDataError,
+        resume.ResumeError, publish.PretrainedError, FaceRecError, FaceBinError, JobError))
 
 
-def run(argv):
-    args, unknown = train_args.parse(argv)
-    if unknown:
-        log.warning("ignoring unknown arguments: %s", " ".join(unknown))
-    storage = shared.load("storage")
-    workspace = storage.Workspace(args.data_url, args.train_url)  # obs:// -> local copies
-    try:
-        args.data_url, args.train_url = workspace.data_dir, workspace.out_dir
-        return (publish.evaluate_only if args.eval_only else train)(args, workspace.sync_out)
-    finally:
-        workspace.close()
+def run(args, sync_out):
+    """Training, or with --eval_only the verification of an exported model, on local folders."""
+    return (publish.evaluate_only if args.eval_only else train)(args, sync_out)
 
 
 def plan_phases(args):
@@ -118,22 +98,21 @@ def train(args, sync_out):
     """The job proper, on local folders; sync_out() publishes train_url after each write."""
 
     # 1. Data: identities, image size, verification pairs, validation records.
-    rec = shared.load("face_rec_reader").FaceRec(args.data_url, args.train_file)
+    rec = FaceRec(args.data_url, args.train_file)
     num_classes = args.num_classes or rec.num_classes
     if num_classes < rec.num_classes:
         raise JobError(f"--num_classes={num_classes} but {args.data_url} holds "
                        f"{rec.num_classes} identities; drop --num_classes")
     image_size = args.image_size or rec.image_size
     targets = publish.load_targets(args, image_size)
-    val_recs = [(os.path.splitext(n)[0], shared.load("face_rec_reader").FaceRec(args.data_url, n))
-                for n in args.val_recs]
+    val_recs = [(os.path.splitext(n)[0], FaceRec(args.data_url, n)) for n in args.val_recs]
     inference_dir = None
     if args.export_model:  # fail now, not after an hour of training
         inference_dir = model_export.find_inference_dir(args.inference_dir, CODE_DIR)
     os.makedirs(args.train_url, exist_ok=True)
 
     # 2. Network (embedding only; the classification head belongs to a phase).
-    ctxs = job_common.pick_context(args.num_gpus, log)
+    ctxs = pick_context(args.num_gpus, log)
     mx.random.seed(args.seed)
     np.random.seed(args.seed)
     rng = np.random.default_rng(args.seed)

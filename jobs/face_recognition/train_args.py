@@ -17,14 +17,13 @@ loss's default), ``pretrained`` -> (prefix, epoch or None for a package folder) 
 import argparse
 import os
 
-import shared
+from jobs.common import arguments as job_args
+from jobs.common.arguments import ArgError, StrictParser
 from triplet import strategy_name
 
 LOSS_TYPES = {0: "softmax", 1: "nsoftmax", 2: "cosface", 4: "arcface", 5: "combined",
               12: "triplet"}  # insightface src/train_softmax.py --loss-type numbers
 
-_common, job_args = shared.load("job_common"), shared.load("job_args")
-ArgError, StrictParser = _common.ArgError, _common.StrictParser
 DECLARATION = job_args.load(os.path.dirname(os.path.abspath(__file__)))
 
 

@@ -22,8 +22,8 @@ temporary folder and renamed into place, replacing an older ``model/`` whole.
 """
 import os
 
-from job_common import ExportError, write_json_atomic, write_package  # noqa: F401 (ExportError: API)
-from job_common import find_inference_dir as _find
+from jobs.common.package import ExportError, write_json_atomic, write_package  # noqa: F401 (ExportError: API)
+from jobs.common.package import find_inference_dir as _find
 
 TASK = "image_classification"
 

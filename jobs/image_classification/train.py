@@ -8,7 +8,7 @@ Run (ModelArts passes the same arguments)::
 
 Inputs: see rec_data.py (``train.rec/.idx``, optional ``val.rec/.idx``, ``labels.txt``,
 ``dataset.json``).  All arguments: ``train_args.py`` (``--help``).  data_url and train_url
-are local folders or ``obs://`` / ``s3://`` URLs (copied through moxing, storage.py).
+are local folders or ``obs://`` / ``s3://`` URLs (copied through moxing, jobs/common/workspace.py).
 
 Outputs in ``train_url`` (only the kvstore rank-0 worker writes them):
 
@@ -52,12 +52,11 @@ import mxnet as mx  # noqa: E402
 import numpy as np  # noqa: E402
 
 import model_export  # noqa: E402
-from job_common import mixed_precision, pick_context, setup_logging  # noqa: E402
 import rec_data  # noqa: E402
 import resnet  # noqa: E402
-import storage  # noqa: E402
 import train_args  # noqa: E402
 import train_metrics  # noqa: E402
+from jobs.common.runtime import mixed_precision, pick_context, run_job  # noqa: E402
 
 log = logging.getLogger("train")
 
@@ -140,28 +139,17 @@ def optimizer_params(args, epoch_size, begin_epoch):
 
 
 def main(argv=None):
-    setup_logging()
-    try:
-        return run(sys.argv[1:] if argv is None else argv)
-    except (train_args.ArgError, rec_data.DataError, model_export.ExportError,
-            storage.StorageError, JobError) as e:
-        print(f"train.py: error: {e}", file=sys.stderr, flush=True)
-        return 2
+    return run_job(sys.argv[1:] if argv is None else argv, parse, train,
+                   errors=(train_args.ArgError, rec_data.DataError, model_export.ExportError, JobError))
 
 
-def run(argv):
+def parse(argv):
+    """The arguments (train_args.py), with a network depth resnet.py can build."""
     args, unknown = train_args.parse(argv)
-    if unknown:
-        log.warning("ignoring unknown arguments: %s", " ".join(unknown))
     if not resnet.supported(args.num_layers):
         raise JobError(f"--num_layers {args.num_layers} is not supported: use 18, 34, 50, 101, "
                        f"152 or a CIFAR-style depth with (n-2)%6==0 such as 20")
-    workspace = storage.Workspace(args.data_url, args.train_url)  # obs:// -> local copies
-    try:
-        args.data_url, args.train_url = workspace.data_dir, workspace.out_dir
-        return train(args, workspace.sync_out)
-    finally:
-        workspace.close()
+    return args, unknown
 
 
 def train(args, sync_out):

@@ -10,8 +10,8 @@ raise ``ArgError`` with a one-line message.
 """
 import os
 
-import job_args
-from job_common import ArgError, StrictParser
+from jobs.common import arguments as job_args
+from jobs.common.arguments import ArgError, StrictParser
 
 DECLARATION = job_args.load(os.path.dirname(os.path.abspath(__file__)))
 

@@ -20,7 +20,7 @@ runs after each rewrite, e.g. to copy train_url to OBS.
 import json
 import time
 
-from job_common import write_json_atomic
+from jobs.common.package import write_json_atomic
 
 VAL_KEYS = {"accuracy": "val_accuracy", "cross-entropy": "val_cross_entropy"}
 

@@ -10,14 +10,25 @@ Errors a user can fix raise ``orchestrator.errors.UserError``; everything else r
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Any, Iterable, Protocol
 
 JOB_TERMINAL = frozenset({"Completed", "Failed", "Terminated"})   # after Creating -> Pending -> Running
+MAX_SERVICE_TTL_S = 7 * 86400      # ModelArts' auto-stop: 1 minute to 7 days
+TTL_HINT = "set service.ttl to at most 7d (604800 s), or leave it out"
 
 
 class BackendError(Exception):
     """A backend operation failed (not the user's input)."""
+
+
+def service_ttl_problem(ttl_s: float | None) -> str | None:
+    """Why ModelArts would refuse this service ttl, or None (also for no ttl). The one rule:
+    the plan reports it with the file's line, the ModelArts backend for direct callers."""
+    if ttl_s is not None and not 0 < ttl_s <= MAX_SERVICE_TTL_S:
+        return f"service ttl {ttl_s:g}s is out of range: ModelArts' auto-stop takes 1 minute to 7 days"
+    return None
 
 
 @dataclass(frozen=True)
@@ -35,6 +46,16 @@ class JobSpec:
     max_runtime_s: float | None = None
     include_dirs: tuple[str, ...] = ()   # folders merged into the code folder, files copied next to the boot file
     image: str = ""                # custom image (SWR URL) to run in instead of the preset engine; "" = none
+    shipped: tuple[tuple[str, str], ...] = ()   # (local file or folder, its path inside the code folder)
+
+    @classmethod
+    def from_json(cls, data: dict) -> "JobSpec":
+        """The spec that ``dataclasses.asdict`` wrote as JSON (lists back to tuples; other
+        keys of ``data`` are ignored)."""
+        def frozen(value):
+            return tuple(frozen(v) for v in value) if isinstance(value, list) else value
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: frozen(v) for k, v in data.items() if k in names})
 
 
 @dataclass(frozen=True)
@@ -89,6 +110,7 @@ class ServiceSpec:
     configs: tuple[ServiceConfig, ...]
     deploy_timeout_s: float = 300.0
     ttl_s: float | None = None     # stopped this long after it is running, even with the orchestrator gone
+                                   # (see service_ttl_problem for ModelArts' range)
 
 
 @dataclass(frozen=True)
@@ -132,10 +154,18 @@ class TransferStats:
 
 
 class Backend(Protocol):
-    """What the pipeline needs from an executor. See the module docstring for the rules."""
+    """What the pipeline and the SDK need from an executor. See the module docstring for the
+    rules. ``backends/parts.py`` holds what the implementations share."""
 
     name: str
     storage: Storage
+    root: Path                     # this machine's folder of the backend: ledger, tmp/, local state
+
+    def preflight(self, buckets: tuple[str, ...] = ()) -> None:
+        """Fail fast (``UserError``) when this backend cannot run at all: rejected
+        credentials, a missing bucket. Called before a run starts; may be a no-op."""
+    def temp_dir(self, run_id: str) -> Path:
+        """The folder temporary files of run ``run_id`` go to (listed as ``temp_dir``)."""
 
     def submit_job(self, spec: JobSpec) -> JobRef: ...
     def job_status(self, ref: JobRef) -> JobState: ...

@@ -1,5 +1,6 @@
 """The code folder a training job gets: ``code_dir`` plus its includes (folders merged into
-it, files copied next to the boot file), the same on every backend."""
+it, files copied next to the boot file) and shipped files (placed at a given path inside
+it), the same on every backend."""
 
 from __future__ import annotations
 
@@ -26,12 +27,20 @@ def _ignore(folder: str, names: list[str]) -> set[str]:
     return skipped
 
 
-def stage_code(code_dir: str | Path, includes, target: Path) -> Path:
-    """Copy ``code_dir`` to ``target`` and merge ``includes`` into it; returns ``target``."""
+def stage_code(code_dir: str | Path, includes, target: Path, shipped=()) -> Path:
+    """Copy ``code_dir`` to ``target``, merge ``includes`` into it and copy each ``(source,
+    relative path)`` of ``shipped`` to that path inside it; returns ``target``."""
     shutil.copytree(code_dir, target, dirs_exist_ok=True, ignore=_ignore)
     for extra in map(Path, includes):   # e.g. the inference code that export_model packs
         if extra.is_dir():
             shutil.copytree(extra, target, dirs_exist_ok=True, ignore=_ignore)
         else:                            # e.g. a module the job shares with another job
             shutil.copy2(extra, target / extra.name)
+    for source, relative in shipped:     # e.g. jobs/common, imported as jobs.common by the job
+        source, dest = Path(source), target / relative
+        if source.is_dir():
+            shutil.copytree(source, dest, dirs_exist_ok=True, ignore=_ignore)
+        else:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, dest)
     return target

@@ -19,6 +19,7 @@ import threading
 import time
 from pathlib import Path
 
+from orchestrator.backends.base import JobSpec
 from orchestrator.backends.local import distributed, procs
 from orchestrator.files import tail
 from orchestrator.image import layout
@@ -56,10 +57,9 @@ def run(record: dict, host: HostImage, obs, obs_endpoint: str, log_path: Path, s
         args.append(f"--{name}={local}/")
     args += [f"--{p['name']}={p.get('value', '')}" for p in algo.get("parameters") or []]
     urls = {name: "obs:/" + url if url.startswith("/") else url for _, name, _, url in channels(algo, host)}
-    job = {"instance_count": 1, "name": record["metadata"]["name"], "store_root": "",
-           "data_url": urls.get("data_url", ""), "train_url": urls.get("train_url", "")}
-    ma_env = distributed.node_env(job, 0, log_path.parent, job_dir / "code")   # MA_JOB_DIR = job_dir
-    ma_env.pop("ORCHESTRATOR_OBS_ROOT", None)                                  # the cloud has no local store
+    job = JobSpec(name=record["metadata"]["name"], run_id="", code_dir=str(job_dir / "code"), boot_file="",
+                  data_url=urls.get("data_url", ""), train_url=urls.get("train_url", ""))
+    ma_env = distributed.node_env(job, 0, log_path.parent, job_dir / "code")   # MA_JOB_DIR = job_dir; no local store
     env = host.env(**ma_env, **(algo.get("environments") or {}))
     cmd = host.command(algo["command"]) + args
     proc, ident = procs.spawn(cmd, log_path=log_path, cwd=home, env=env)

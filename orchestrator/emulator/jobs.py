@@ -141,7 +141,7 @@ class Jobs:
         if req.params["task"] != TASK:
             raise ApiError(400, "ModelArts.0101", f"Task {req.params['task']} does not exist.")
         path = (Path(record["log_path"]) if record.get("log_path")
-                else self.local.jobs.dir(record.get("local_ref") or "-") / "logs" / "worker-0.log")
+                else self.local.training.dir(record.get("local_ref") or "-") / "logs" / "worker-0.log")
         try:
             full = path.stat().st_size
             with open(path, "rb") as fh:

@@ -16,7 +16,7 @@ import shutil
 from pathlib import Path
 
 from orchestrator.backends.base import ModelRef, ModelSpec
-from orchestrator.backends.local.registry import validate_package
+from orchestrator.model_package import validate_package
 
 from .images import Images
 from .records import RUN_ID, ApiError, Records, Request, now_ms, page, require, s3_uri
@@ -91,7 +91,7 @@ class Models:
             self.local.storage.delete(local_uri)
         finally:
             shutil.rmtree(staged, ignore_errors=True)
-        size = sum(p.stat().st_size for p in self.local.registry.path(ref.id).rglob("*") if p.is_file())
+        size = sum(p.stat().st_size for p in self.local.models.path(ref.id).rglob("*") if p.is_file())
         record = {"model_id": ref.id, "model_name": name, "model_version": version, "model_type": body["model_type"],
                   "model_size": size, "model_status": "published", "description": body.get("description", ""),
                   "create_at": now_ms(), "created_ms": now_ms(), "workspace_id": "0", "source_type": "",

@@ -186,7 +186,7 @@ class Services:
         record = self.records.get(sid)
         model = self._image_model(sid)
         if model:
-            self.images.start(sid, model, self.local.registry.path(model["model_id"]),
+            self.images.start(sid, model, self.local.models.path(model["model_id"]),
                               record["config"][0]["instance_count"])
             return
         match = RUN_ID.search(record["service_name"])

@@ -105,7 +105,7 @@ class _Worker:
         self.proc, self.writer, self.initial = proc, writer, initial
         self.state = "loading"  # -> warming -> idle <-> busy -> exiting -> dead
         self.jobs: dict[int, _Job] = {}
-        self.load_error: tuple | None = None
+        self.load_error: protocol.LoadFailed | None = None
         self.killed_reason: str | None = None
         self.watchdog: asyncio.TimerHandle | None = None
 
@@ -283,7 +283,7 @@ class WorkerPool:
         """Send ``jobs`` to ``worker``; return those sent. A request that cannot be
         serialised is failed on its own (400) and the rest of its batch is still sent."""
         try:
-            worker.send(("predict", [(job.id, job.payload) for job in jobs]))
+            worker.send(protocol.Predict([(job.id, job.payload) for job in jobs]))
             return jobs
         except Exception as exc:  # RecursionError, PicklingError, ...
             failure = exc
@@ -347,19 +347,18 @@ class WorkerPool:
         self._on_exit(worker, was, await worker.proc.wait())
 
     def _on_message(self, worker: _Worker, msg: tuple) -> None:
-        kind = msg[0]
-        if kind == "loaded":
+        if isinstance(msg, protocol.Loaded):
             worker.state = "warming"
-            worker.send(("warmup",))
-        elif kind == "warm":
+            worker.send(protocol.Warmup())
+        elif isinstance(msg, protocol.Warm):
             worker.state, self._backoff = "idle", 1.0
-            log.info("config %s: worker %d ready (warm-up answered %d)", self.config.id, worker.proc.pid, msg[1])
+            log.info("config %s: worker %d ready (warm-up answered %d)", self.config.id, worker.proc.pid, msg.status)
             if not self._started.done() and all(w.state == "idle" for w in self._workers if w.initial):
                 self._started.set_result(None)
-        elif kind == "load_failed":
-            worker.load_error = msg[1:]
-        elif kind == "result":
-            job = worker.jobs.pop(msg[1], None)
+        elif isinstance(msg, protocol.LoadFailed):
+            worker.load_error = msg
+        elif isinstance(msg, protocol.Result):
+            job = worker.jobs.pop(msg.job_id, None)
             if not worker.jobs:
                 worker.state = "idle"
                 worker.disarm()
@@ -367,8 +366,8 @@ class WorkerPool:
                 took = self._loop.time() - job.started_at
                 self._service_s = took if not self._service_s else self._service_s + 0.2 * (took - self._service_s)
                 if not job.future.done():
-                    job.future.set_result((msg[2], msg[3]))
-                self._finish(job, msg[2], msg[4])
+                    job.future.set_result((msg.status, msg.body))
+                self._finish(job, msg.status, msg.timings)
         self._dispatch()
 
     def _on_exit(self, worker: _Worker, was: str, code: int) -> None:
@@ -388,7 +387,7 @@ class WorkerPool:
             self._started.set_exception(LoadFailed(exit_code, f"model config {self.config.id}: {message}", details))
             return
         if was in ("loading", "warming"):
-            message = worker.load_error[1] if worker.load_error else f"exit code {code}"
+            message = worker.load_error.message if worker.load_error else f"exit code {code}"
             log.error("config %s: replacement worker %d failed to load (%s); retrying in %g s",
                       self.config.id, worker.proc.pid, message, self._backoff)
             self._loop.call_later(self._backoff, lambda: self._closing or self._track(self._spawn(initial=False)))

@@ -5,15 +5,17 @@ Transport: one ``socketpair`` per worker. The worker wraps its end in
 streams (``frame``/``read_message``): a 4-byte big-endian signed length (or -1 and an
 8-byte length) followed by a pickle. Imports nothing heavy; both sides use it.
 
+The messages are the named tuples below (pickled by class, so both sides import this module).
+
 worker -> front
-  ``("loaded", pid, style)``                      service instantiated
-  ``("load_failed", exit_code, message, traceback)``  then the worker exits
-  ``("warm", http_status, note)``                 answer to ``("warmup",)``
-  ``("result", job_id, http_status, json_bytes, timings)``  one per job; errors are error
-                                                  bodies; timings: ``{stage: seconds}``
+  ``Loaded(pid, style)``                            service instantiated
+  ``LoadFailed(exit_code, message, details)``       then the worker exits; details: a traceback
+  ``Warm(status, note)``                            answer to ``Warmup()``
+  ``Result(job_id, status, body, timings)``         one per job; body: JSON bytes (errors are
+                                                    error bodies); timings: ``{stage: seconds}``
 front -> worker
-  ``("warmup",)``                    run one synthetic request (readiness waits for it)
-  ``("predict", [(job_id, payload), ...])``  one job, or a batch (see ``handler.py``);
+  ``Warmup()``                       run one synthetic request (readiness waits for it)
+  ``Predict([(job_id, payload), ...])``  one job, or a batch (see ``handler.py``);
                                      payload: ``("json", obj)`` or
                                      ``("multipart", [(field, filename, bytes)], {field: text})``
   ``None``                           finish and exit
@@ -24,6 +26,38 @@ from __future__ import annotations
 import json
 import pickle
 import struct
+from typing import NamedTuple
+
+
+class Loaded(NamedTuple):
+    pid: int
+    style: str
+
+
+class LoadFailed(NamedTuple):
+    exit_code: int                 # 2: a malformed package, 1: anything else
+    message: str
+    details: str
+
+
+class Warm(NamedTuple):
+    status: int
+    note: str
+
+
+class Result(NamedTuple):
+    job_id: int
+    status: int
+    body: bytes
+    timings: dict
+
+
+class Warmup(NamedTuple):
+    pass
+
+
+class Predict(NamedTuple):
+    jobs: list                     # [(job_id, payload), ...]
 
 # error_code values of the JSON error bodies, by meaning (HTTP status in the comment).
 BAD_REQUEST = "PRED.BAD_REQUEST"            # 400 malformed body, no `images` field

@@ -25,6 +25,8 @@ import sys
 import traceback
 from multiprocessing.connection import Connection
 
+from orchestrator.predictor import protocol
+
 
 def _die_with_parent(parent_pid: int | None) -> None:
     try:
@@ -58,12 +60,12 @@ def _load(conn: Connection, model_dir: str, name: str, py2_compat: bool, batch_s
                 f"batch_size {batch_size} was asked for, but {type(service).__name__} does not declare "
                 "supports_batching = True (see docs/predictor.md, 'Dynamic batching'); use batch_size 1")
     except loader.PackageError as exc:
-        conn.send(("load_failed", 2, str(exc), ""))
+        conn.send(protocol.LoadFailed(2, str(exc), ""))
         return None
     except BaseException as exc:  # SystemExit in a service module is a load failure too
-        conn.send(("load_failed", 1, f"{type(exc).__name__}: {exc}", traceback.format_exc()))
+        conn.send(protocol.LoadFailed(1, f"{type(exc).__name__}: {exc}", traceback.format_exc()))
         return None
-    conn.send(("loaded", os.getpid(), style))
+    conn.send(protocol.Loaded(os.getpid(), style))
     return runner
 
 
@@ -79,16 +81,16 @@ def serve(conn: Connection, model_dir: str, name: str, py2_compat: bool, batch_s
             return 0  # the front is gone
         if msg is None:
             return 0
-        if msg[0] == "warmup":
+        if isinstance(msg, protocol.Warmup):
             status, note = runner.warm_up()
             if status != 200:
                 print(f"worker {os.getpid()}: warm-up request answered {status} ({note}); "
                       "serving anyway", file=sys.stderr, flush=True)
-            replies = [("warm", status, note)]
+            replies = [protocol.Warm(status, note)]
         else:
-            jobs = msg[1]
+            jobs = msg.jobs
             results = [runner.handle(jobs[0][1])] if len(jobs) == 1 else runner.handle_batch([p for _, p in jobs])
-            replies = [("result", job_id, *result) for (job_id, _), result in zip(jobs, results)]
+            replies = [protocol.Result(job_id, *result) for (job_id, _), result in zip(jobs, results)]
         try:
             for reply in replies:
                 conn.send(reply)

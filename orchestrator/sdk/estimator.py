@@ -59,8 +59,8 @@ class Estimator:
         job_name = job_name or f"job-{secrets.token_hex(2)}"
         name = session.unique_name("job", job_name, "job_name")
         if not session.storage.exists(self.output_path):   # it is this job's: deleted with the session
-            rid = session.record("object_prefix", self.output_path, {"from": name})
-            session.created(rid, "object_prefix", self.output_path)
+            with session.track("object_prefix", self.output_path, {"from": name}) as made:
+                made.created(self.output_path)
         else:
             session.say(f"note: output_path {self.output_path} already holds objects; only what this "
                         "session uploads there is deleted with it")
@@ -72,9 +72,10 @@ class Estimator:
         spec = JobSpec(name=name, run_id=session.run_id, code_dir=str(code), boot_file=self.boot_file, data_url=data,
                        train_url=self.output_path, hyperparameters=self.hyperparameters,
                        flavor=self.train_instance_type, instance_count=self.train_instance_count)
-        rid = session.record("job", name, {"flavor": spec.flavor, "framework_version": self.framework_version or ""})
-        ref = session.backend.submit_job(spec)
-        session.created(rid, "job", ref.id)
+        with session.track("job", name, {"flavor": spec.flavor, "framework_version": self.framework_version or ""}) \
+                as made:
+            ref = session.backend.submit_job(spec)
+            made.created(ref.id)
         session.say(f"Training job {job_name} submitted: {self.boot_file} "
                     + " ".join(f"--{k}={v}" for k, v in spec.hyperparameters)
                     + f" on {spec.flavor} x {spec.instance_count} (run {session.run_id})")

@@ -6,9 +6,9 @@ import re
 import time
 
 from ..backends.base import JobRef, JobState
-from ..files import tail
 from ..errors import StepFailed
-from ..progress import TrainingProgress, update
+from ..files import tail
+from ..tracking import FollowTimeout, JobFollower
 
 # The classic (v1) API reports a job's status as a number; these are its codes.
 V1_STATUS = {"Creating": 1, "Pending": 7, "Running": 8, "Completed": 10, "Failed": 11, "Terminated": 12}
@@ -35,9 +35,9 @@ class TrainingJob:
         self.job_id, self.job_name = ref.id, job_name
         self.output_path, self.log_url = output_path, log_url
         self.log_file = session.run_dir / "logs" / f"{ref.name}.log"
-        self.progress = TrainingProgress()
+        self.follower = JobFollower(session.backend, ref, self.log_file, session.poll_interval)
         self.state: JobState | None = None
-        self._offset, self._epoch, self._phase = 0, None, None
+        self._epoch, self._phase = None, None
         self._submitted = time.time()
         self.report_path = self.tracking = None
 
@@ -48,30 +48,30 @@ class TrainingJob:
         """The current phase: Creating, Pending, Running, Completed, Failed or Terminated."""
         return self.session.backend.job_status(self.ref).phase
 
+    @property
+    def progress(self):
+        """Training progress read from the log so far (``progress.TrainingProgress``)."""
+        return self.follower.progress
+
     def wait(self, logs: bool = False, timeout: float | None = None) -> "TrainingJob":
-        backend, say = self.session.backend, self.session.say
-        deadline = time.time() + timeout if timeout else None
+        say = self.session.say
+
+        def on_state(state: JobState) -> None:
+            if state.phase != self._phase:
+                self._phase = state.phase
+                if not state.terminal:
+                    say(f"Training job {self.job_name}: {state.phase}" + (f" ({state.reason})" if state.reason else ""))
+
+        def on_line(line: str) -> None:
+            if logs:
+                say(line)
+            self._feed(line)
+
         try:
-            with open(self.log_file, "a") as log:
-                while True:
-                    state = backend.job_status(self.ref)
-                    if state.phase != self._phase:
-                        self._phase = state.phase
-                        if not state.terminal:
-                            say(f"Training job {self.job_name}: {state.phase}" + (f" ({state.reason})" if state.reason else ""))
-                    lines, self._offset = backend.job_logs(self.ref, self._offset)
-                    for line in lines:
-                        log.write(line + "\n")
-                        if logs:
-                            say(line)
-                        self._feed(line)
-                    log.flush()
-                    if state.terminal and not lines:
-                        break
-                    if deadline is not None and time.time() > deadline:
-                        raise StepFailed("fit", f"training job {self.job_name} did not finish within {timeout:.0f}s; "
-                                                "it keeps running (wait() again, or stop it)")
-                    time.sleep(0.05 if lines else self.session.poll_interval)
+            state = self.follower.follow(on_line, on_state=on_state, timeout_s=timeout)
+        except FollowTimeout:
+            raise StepFailed("fit", f"training job {self.job_name} did not finish within {timeout:.0f}s; "
+                                    "it keeps running (wait() again, or stop it)") from None
         except KeyboardInterrupt:
             say(f"Stopped waiting; training job {self.job_name} keeps running "
                 "(wait() follows it again, estimator.stop_job_version() stops it)")
@@ -115,7 +115,6 @@ class TrainingJob:
             self._report_epoch()
         if m:
             self._epoch = int(m.group(1))
-        self.progress = update(self.progress, line) or self.progress
 
     def _report_epoch(self) -> None:
         if self._epoch is None:
@@ -144,7 +143,6 @@ class TrainingJob:
         if not self.log_url or not self.log_file.exists():
             return
         uri = f"{self.log_url}{self.ref.name}-worker-0.log"
-        rid = None if self.session.has("object_prefix", uri) else self.session.record("object_prefix", uri, {})
-        self.session.storage.put(str(self.log_file), uri)
-        if rid is not None:
-            self.session.created(rid, "object_prefix", uri)
+        with self.session.track("object_prefix", uri, once=True) as made:
+            self.session.storage.put(str(self.log_file), uri)
+            made.created(uri)

@@ -66,9 +66,9 @@ class Model:
         spec = ModelSpec(name=session.unique_name("model", model_name, "model_name"), version=model_version,
                          run_id=session.run_id, source_location=source, model_type=model_type,
                          model_algorithm=model_algorithm, runtime=runtime)
-        rid = session.record("model", spec.name, {"version": model_version, "source_location": source})
-        self._ref = session.backend.import_model(spec)
-        session.created(rid, "model", self._ref.id)
+        with session.track("model", spec.name, {"version": model_version, "source_location": source}) as made:
+            self._ref = session.backend.import_model(spec)
+            made.created(self._ref.id)
         self.model_id, self.model_name, self.model_version = self._ref.id, model_name, model_version
         self._info = {"model_type": model_type, "model_algorithm": model_algorithm, "runtime": runtime,
                       "source_location": source, "execution_code": execution_code, "description": description,

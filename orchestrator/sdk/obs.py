@@ -54,10 +54,9 @@ class Obs:
 
     def _put(self, src: Path, uri: str) -> str:
         session = self._session
-        rid = None if session.has("object_prefix", uri) else session.record("object_prefix", uri, {"local": str(src)})
-        stats = session.storage.put(str(src), uri)
-        if rid is not None:
-            session.created(rid, "object_prefix", uri)
+        with session.track("object_prefix", uri, {"local": str(src)}, once=True) as made:
+            stats = session.storage.put(str(src), uri)
+            made.created(uri)
         session.say(f"Uploaded {src} to {uri} ({stats.files} files, {stats.bytes} bytes; {stats.skipped} unchanged)")
         return uri
 

@@ -32,12 +32,12 @@ def deploy(session, service_name: str, configs, description: str | None = None, 
     name = session.unique_name("service", service_name, "service_name")
     spec = ServiceSpec(name=name, run_id=session.run_id, configs=tuple(c.to_backend() for c in configs),
                        deploy_timeout_s=float(deploy_timeout))
-    rid = session.record("service", name, {"flavor": configs[0].specification})
-    session.say(f"Deploying service {service_name} ({len(configs)} config(s), "
-                f"{sum(c.instance_count for c in configs)} instance(s))")
-    start = time.perf_counter()
-    ref = session.backend.deploy(spec)
-    session.created(rid, "service", ref.id, {"url": ref.url})
+    with session.track("service", name, {"flavor": configs[0].specification}) as made:
+        session.say(f"Deploying service {service_name} ({len(configs)} config(s), "
+                    f"{sum(c.instance_count for c in configs)} instance(s))")
+        start = time.perf_counter()
+        ref = session.backend.deploy(spec)
+        made.created(ref.id, {"url": ref.url})
     session.say(f"Service {service_name} is running at {ref.url} (ready in {time.perf_counter() - start:.1f}s)")
     return Predictor._attach(session, ref, service_name, list(configs), description)
 

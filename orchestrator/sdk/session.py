@@ -3,18 +3,17 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
-
-import psutil
 
 from .. import factory
 from ..errors import StepFailed, UserError
-from ..ledger import LIVE_STATES
 from ..notes import local_notes
 from ..plan import new_run_id
 from ..reconcile import teardown_run
 from ..signals import signals_deferred
 from ..spec import PipelineSpec
+from ..tracking import Tracker
 from . import checks
 from .obs import Obs
 
@@ -53,9 +52,9 @@ class Session:
         self.run_dir = self.ledger.path.parent / "runs" / self.run_id
         self.poll_interval = self.config.poll_interval
         self.obs = Obs(self)
-        self._rids: dict[tuple[str, str], int] = {}
+        self.tracker = Tracker(self.ledger, self.run_id, self.run_dir)
         self._names: set[tuple[str, str]] = set()
-        self._started = self._closed = False
+        self._closed = False
 
     def __repr__(self) -> str:
         return f"Session(profile={self.profile!r}, backend={self.backend.name!r}, run_id={self.run_id!r})"
@@ -98,7 +97,7 @@ class Session:
     # what this session made, and removing it
     def resources(self) -> list[dict]:
         """This session's ledger rows, in creation order."""
-        if not self._started:
+        if not self.tracker.started:
             return []
         return [{"kind": r.kind, "name": r.name, "state": r.state, "id": r.ref_id}
                 for r in self.ledger.resources(self.run_id)]
@@ -107,7 +106,7 @@ class Session:
         """Delete everything this session created that is still there, newest first; returns
         how many resources were deleted. Raises ``StepFailed`` listing what could not be
         deleted (it stays in the ledger for ``orchestrator cleanup``)."""
-        if not self._started:
+        if not self.tracker.started:
             return 0
         deleted, failed = teardown_run(self.backend, self.ledger, self.run_id, self.say)
         if failed:
@@ -125,7 +124,7 @@ class Session:
             raise
         finally:
             self._closed = True
-            if self._started:
+            if self.tracker.started:
                 self.ledger.finish_run(self.run_id, status)
 
     def __enter__(self) -> "Session":
@@ -151,30 +150,19 @@ class Session:
         self._names.add((kind, value))
         return f"{value}-{self.run_id}"
 
-    def record(self, kind: str, name: str, detail: dict | None = None) -> int:
-        """Write a resource to the ledger before it is created; returns its row id."""
+    @contextmanager
+    def track(self, kind: str, name: str, detail: dict | None = None, once: bool = False):
+        """Record a resource in the ledger before the body creates it (see ``Tracker.track``);
+        the session's run starts with its first resource."""
         self.check_open()
-        if not self._started:
-            me = psutil.Process()
-            self.ledger.start_run(self.run_id, self.name, str(Path.cwd()), self.backend.name, self.profile,
-                                  me.pid, me.create_time(), str(self.run_dir))
-            (self.run_dir / "logs").mkdir(parents=True, exist_ok=True)
-            self._started = True
-        return self.ledger.intend(self.run_id, kind, name, detail or {})
-
-    def created(self, rid: int, kind: str, ref_id: str, detail: dict | None = None) -> None:
-        self.ledger.created(rid, ref_id, detail)
-        self._rids[(kind, ref_id)] = rid
-
-    def has(self, kind: str, ref_id: str) -> bool:
-        """Whether this session recorded that resource and it is still live (an upload repeated)."""
-        rid = self._rids.get((kind, ref_id))
-        return rid is not None and self.ledger.resource(rid).state in LIVE_STATES
+        self.tracker.start(self.name, Path.cwd(), self.backend.name, self.profile)
+        with self.tracker.track(kind, name, detail, once=once) as made:
+            yield made
 
     def recorded(self, kind: str, ref_id: str):
         """The ledger row of a resource: this session's (in any state), else a live row of
         any run that names it; None when the ledger does not know it."""
-        rid = self._rids.get((kind, ref_id))
+        rid = self.tracker.rids.get((kind, ref_id))
         if rid is not None:
             return self.ledger.resource(rid)
         return next((r for r in self.ledger.live_resources() if r.kind == kind and ref_id in (r.ref_id, r.name)),
@@ -189,10 +177,9 @@ class Session:
     def temp_dir(self) -> Path:
         """This session's temporary folder (recorded; removed by cleanup)."""
         path = self.ledger.path.parent / "tmp" / self.run_id
-        if not self.has("temp_dir", str(path)):
-            rid = self.record("temp_dir", str(path))
+        with self.track("temp_dir", str(path), once=True) as made:
             path.mkdir(parents=True, exist_ok=True)
-            self.created(rid, "temp_dir", str(path))
+            made.created(str(path))
         return path
 
     def flavour(self, value, arg: str, what: str) -> str:

@@ -21,6 +21,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..base import JobSpec
+
 LOOPBACK = "127.0.0.1"
 SERVER_COMMAND = (sys.executable, "-c", "import mxnet")
 WORKER_BOOT = Path(__file__).with_name("worker_boot.py")
@@ -55,18 +57,19 @@ def kv_store_args(hyperparameters: list, instance_count: int) -> list[str]:
     return ["--kv_store=dist_sync"] if instance_count > 1 and "kv_store" not in chosen else []
 
 
-def node_env(job: dict, node: int, job_dir: Path, code: Path) -> dict[str, str]:
-    """What ModelArts v2 sets on node ``node`` of the job, so scripts that read it run unchanged."""
-    count = int(job["instance_count"])
+def node_env(job: JobSpec, node: int, job_dir: Path, code: Path, store_root: str = "") -> dict[str, str]:
+    """What ModelArts v2 sets on node ``node`` of the job, so scripts that read it run unchanged;
+    with ``store_root``, ORCHESTRATOR_OBS_ROOT too (moxing's obs:// on the local store)."""
+    count = job.instance_count
     index = str(node)
-    return {"MA_NUM_HOSTS": str(count), "VC_TASK_INDEX": index, "MA_TASK_INDEX": index,
+    env = {"MA_NUM_HOSTS": str(count), "VC_TASK_INDEX": index, "MA_TASK_INDEX": index,
             "VC_WORKER_NUM": str(count), "VC_WORKER_HOSTS": ",".join([LOOPBACK] * count),
             "MA_CURRENT_IP": LOOPBACK, "MA_NUM_GPUS": "0", "MA_TASK_NAME": "worker",
             "MA_JOB_DIR": str(code.parent), "MA_LOG_DIR": str(job_dir / "logs"),
-            "MA_CURRENT_INSTANCE_NAME": f"{job['name']}-worker-{node}",
+            "MA_CURRENT_INSTANCE_NAME": f"{job.name}-worker-{node}",
             "DLS_TASK_INDEX": index, "DLS_TASK_NUMBER": str(count), "DLS_APP_URL": str(code),
-            "DLS_DATA_URL": job["data_url"], "DLS_TRAIN_URL": job["train_url"],
-            "ORCHESTRATOR_OBS_ROOT": job["store_root"]}
+            "DLS_DATA_URL": job.data_url, "DLS_TRAIN_URL": job.train_url}
+    return {**env, "ORCHESTRATOR_OBS_ROOT": store_root} if store_root else env
 
 
 def dmlc_env(role: Role, instance_count: int, port: int) -> dict[str, str]:
@@ -76,17 +79,18 @@ def dmlc_env(role: Role, instance_count: int, port: int) -> dict[str, str]:
             "DMLC_NODE_HOST": LOOPBACK, "DMLC_INTERFACE": "lo"}
 
 
-def role_env(job: dict, role: Role, port: int | None, job_dir: Path, code: Path) -> dict[str, str]:
+def role_env(job: JobSpec, role: Role, port: int | None, job_dir: Path, code: Path,
+             store_root: str) -> dict[str, str]:
     """The full extra environment of one process (the user's ``envs`` win)."""
-    count = int(job["instance_count"])
-    env = node_env(job, role.node, job_dir, code)
+    count = job.instance_count
+    env = node_env(job, role.node, job_dir, code, store_root)
     if count > 1:
         env.update(dmlc_env(role, count, port))
         # The emulated nodes share this machine's cores: a fair share each, so N workers
         # do not oversubscribe them (servers only sum gradients).
         share = max(1, (os.cpu_count() or 1) // count) if role.kind == "worker" else 1
         env["OMP_NUM_THREADS"] = str(share)
-    env.update(dict(job["envs"]))
+    env.update(dict(job.envs))
     return env
 
 

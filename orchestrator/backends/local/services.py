@@ -37,7 +37,7 @@ from orchestrator.predictor.config import ModelConfig, service_document
 
 from ..base import BackendError, Prediction, Resource, ServiceConfig, ServiceRef, ServiceSpec
 from . import procs
-from .registry import Registry
+from .models import Registry
 
 STATUSES = ("running", "stopped")
 

@@ -26,8 +26,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from . import distributed, procs
+from ..base import JobSpec
 from ..staging import stage_code
+from . import distributed, procs
 from .storage import LocalObjectStore
 
 # Outputs are copied to train_url this often while the job runs (checkpoints survive a crash).
@@ -55,11 +56,11 @@ def log(job_dir: Path, message: str) -> None:
         fh.write(time.strftime("%H:%M:%S ") + message + "\n")
 
 
-def job_command(job: dict, code: Path, data: Path, output: Path) -> list[str]:
+def job_command(job: JobSpec, code: Path, data: Path, output: Path) -> list[str]:
     args = [f"--data_url={data}/", f"--train_url={output}/", "--num_gpus=0"]
-    args += distributed.kv_store_args(job["hyperparameters"], int(job["instance_count"]))
-    args += [f"--{k}={v}" for k, v in job["hyperparameters"]]
-    return [sys.executable, str(code / job["boot_file"]), *args]
+    args += distributed.kv_store_args(job.hyperparameters, job.instance_count)
+    args += [f"--{k}={v}" for k, v in job.hyperparameters]
+    return [sys.executable, str(code / job.boot_file), *args]
 
 
 class LogMerger:
@@ -91,9 +92,9 @@ class LogMerger:
 class Cluster:
     """The job's processes, started, watched and stopped together."""
 
-    def __init__(self, job: dict, job_dir: Path, command: list[str], code: Path):
+    def __init__(self, job: JobSpec, store_root: str, job_dir: Path, command: list[str], code: Path):
         self.job_dir, self.logs = job_dir, job_dir / "logs"
-        self.roles = distributed.roles(int(job["instance_count"]))
+        self.roles = distributed.roles(job.instance_count)
         port = distributed.free_port() if len(self.roles) > 1 else None
         self.merger = LogMerger(self.logs, [r.name for r in self.roles])
         self.procs: dict[str, tuple[subprocess.Popen, procs.ProcId]] = {}
@@ -101,9 +102,9 @@ class Cluster:
             for role in self.roles:
                 # As on ModelArts: the code folder's parent is the working directory and on the
                 # import path (``from <code folder>.symbol import ...``), the code folder too.
-                env = procs.child_env(distributed.role_env(job, role, port, job_dir, code),
+                env = procs.child_env(distributed.role_env(job, role, port, job_dir, code, store_root),
                                       pythonpath=[code.parent, code])
-                cmd = distributed.role_command(role, command, int(job["instance_count"]))
+                cmd = distributed.role_command(role, command, job.instance_count)
                 log(job_dir, f"{role.name}: " + " ".join(cmd))
                 self.procs[role.name] = procs.spawn(cmd, log_path=self.logs / f"{role.name}.log", cwd=code.parent,
                                                     env=env)
@@ -157,28 +158,29 @@ class Cluster:
         self.merger.drain(final=True)
 
 
-def sync_outputs(store: LocalObjectStore, output: Path, job: dict, job_dir: Path) -> None:
+def sync_outputs(store: LocalObjectStore, output: Path, job: JobSpec, job_dir: Path) -> None:
     """Copy what the job wrote so far to train_url (unchanged files are skipped), so that
     checkpoints outlive a failed or stopped job, as files written to OBS do."""
     try:
-        store.put(str(output), job["train_url"])
+        store.put(str(output), job.train_url)
     except Exception as exc:   # a half-written file: the next sync or the final upload catches up
-        log(job_dir, f"syncing outputs to {job['train_url']} failed for now: {exc}")
+        log(job_dir, f"syncing outputs to {job.train_url} failed for now: {exc}")
 
 
 def main(job_dir: Path) -> int:
     signal.signal(signal.SIGTERM, lambda *_: STOP.set())
-    job = procs.read_json(job_dir / "job.json")
-    store = LocalObjectStore(Path(job["store_root"]))
+    written = procs.read_json(job_dir / "job.json")
+    job, store_root = JobSpec.from_json(written), written["store_root"]
+    store = LocalObjectStore(Path(store_root))
     record(job_dir, "Creating", "staging code and data", supervisor=procs.identify(os.getpid()).to_dict())
-    code = job_dir / "code" / Path(job["code_dir"]).name
+    code = job_dir / "code" / Path(job.code_dir).name
     data, output = job_dir / "data", job_dir / "output"
     try:
-        stage_code(job["code_dir"], job.get("include_dirs", []), code)
-        store.get(job["data_url"], str(data))
+        stage_code(job.code_dir, job.include_dirs, code, job.shipped)
+        store.get(job.data_url, str(data))
         output.mkdir(parents=True, exist_ok=True)
-        if store.list(job["train_url"]):   # as on OBS, a restarted job sees what it wrote before (checkpoints)
-            store.get(job["train_url"], str(output))
+        if store.list(job.train_url):   # as on OBS, a restarted job sees what it wrote before (checkpoints)
+            store.get(job.train_url, str(output))
     except Exception as exc:  # staging problems end the job with a reason, never silently
         record(job_dir, "Failed", f"staging failed: {exc}")
         return 1
@@ -187,13 +189,13 @@ def main(job_dir: Path) -> int:
         return 0
     record(job_dir, "Pending", "starting the script")
     try:
-        cluster = Cluster(job, job_dir, job_command(job, code, data, output), code)
+        cluster = Cluster(job, store_root, job_dir, job_command(job, code, data, output), code)
     except OSError as exc:
         record(job_dir, "Failed", f"could not start the job's processes: {exc}")
         return 1
     idents = cluster.idents()
     record(job_dir, "Running", "", processes=idents, worker=idents["worker-0"])
-    deadline = time.time() + float(job["max_runtime_s"] or 1e12)
+    deadline = time.time() + float(job.max_runtime_s or 1e12)
     next_sync = time.time() + SYNC_S
     while not cluster.workers_done():
         cluster.merger.drain()
@@ -207,7 +209,7 @@ def main(job_dir: Path) -> int:
             cluster.stop()
             sync_outputs(store, output, job, job_dir)
             stopped = STOP.is_set()   # read once: a late SIGTERM must not mix the two outcomes
-            why = "terminated on request" if stopped else f"exceeded max_runtime of {job['max_runtime_s']:.0f}s"
+            why = "terminated on request" if stopped else f"exceeded max_runtime of {job.max_runtime_s:.0f}s"
             record(job_dir, "Terminated" if stopped else "Failed", why)
             return 0 if stopped else 1
         if time.time() >= next_sync:
@@ -216,10 +218,10 @@ def main(job_dir: Path) -> int:
         time.sleep(0.2)
     cluster.wait_servers(EXIT_GRACE_S)
     try:
-        stats = store.put(str(output), job["train_url"])
-        log(job_dir, f"uploaded {stats.files} output files ({stats.bytes} bytes) to {job['train_url']}")
+        stats = store.put(str(output), job.train_url)
+        log(job_dir, f"uploaded {stats.files} output files ({stats.bytes} bytes) to {job.train_url}")
     except Exception as exc:
-        record(job_dir, "Failed", f"copying outputs to {job['train_url']} failed: {exc}")
+        record(job_dir, "Failed", f"copying outputs to {job.train_url} failed: {exc}")
         return 1
     record(job_dir, "Completed", "", exit_code=0)
     return 0

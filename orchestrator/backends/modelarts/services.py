@@ -23,7 +23,7 @@ import requests
 
 from orchestrator.errors import UserError
 
-from ..base import BackendError, Prediction, ServiceConfig, ServiceRef, ServiceSpec
+from ..base import TTL_HINT, BackendError, Prediction, ServiceConfig, ServiceRef, ServiceSpec, service_ttl_problem
 from .errors import CloudError, NotFound
 from .rest import RestClient
 from .signing import UNSIGNED
@@ -44,15 +44,14 @@ def config_body(config: ServiceConfig) -> dict:
 
 
 UNITS = {"DAYS": 86400, "HOURS": 3600, "MINUTES": 60, "SECONDS": 1}     # SECONDS: the emulator only
-MAX_TTL_S = 7 * 86400
 
 
 def schedule(ttl_s: float, finest_unit: str = "MINUTES") -> list[dict]:
     """The v1 ``schedule`` that stops a service ``ttl_s`` after it is running: the ttl
-    rounded up to ``finest_unit``, written in the largest unit that holds it exactly."""
-    if not 0 < ttl_s <= MAX_TTL_S:
-        raise UserError(f"service ttl {ttl_s:g}s is out of range: ModelArts' auto-stop takes 1 minute to 7 days",
-                        hint="set service.ttl to at most 7d (604800 s), or leave it out")
+    rounded up to ``finest_unit``, written in the largest unit that holds it exactly.
+    Raises ``UserError`` for a ttl out of ModelArts' range."""
+    if problem := service_ttl_problem(ttl_s):
+        raise UserError(problem, hint=TTL_HINT)
     step = UNITS[finest_unit]
     seconds = math.ceil(ttl_s / step) * step
     unit = next(u for u, size in UNITS.items() if size >= step and seconds % size == 0)

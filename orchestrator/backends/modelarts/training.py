@@ -87,7 +87,8 @@ class TrainingJobs:
         bucket = spec.train_url.split("://", 1)[1].split("/", 1)[0]
         uri = f"obs://{bucket}/{CODE_ROOT}/{spec.name}/{uuid.uuid4().hex[:8]}/{Path(spec.code_dir).name}/"
         with tempfile.TemporaryDirectory(prefix="orchestrator-code-") as tmp:
-            staged = stage_code(spec.code_dir, spec.include_dirs, Path(tmp) / Path(spec.code_dir).name)
+            staged = stage_code(spec.code_dir, spec.include_dirs, Path(tmp) / Path(spec.code_dir).name,
+                                spec.shipped)
             self.storage.put(staged, uri)
         return uri
 

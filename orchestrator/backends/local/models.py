@@ -20,6 +20,7 @@ from contextlib import closing
 from pathlib import Path
 
 from ... import sqlite_wal
+from ...model_package import validate_package
 from ..base import BackendError, ModelRef, ModelSpec, Resource
 from .storage import LocalObjectStore
 
@@ -27,33 +28,6 @@ SCHEMA = """CREATE TABLE IF NOT EXISTS models (
     model_id TEXT PRIMARY KEY, name TEXT NOT NULL, version TEXT NOT NULL, run_id TEXT NOT NULL,
     status TEXT NOT NULL, reason TEXT NOT NULL DEFAULT '', path TEXT NOT NULL, created_at REAL NOT NULL,
     UNIQUE(name, version))"""
-
-
-def validate_package(model_dir: Path) -> list[str]:
-    """Problems that would make ModelArts refuse the package (empty list: valid)."""
-    problems = []
-    config_path = model_dir / "config.json"
-    if not config_path.is_file():
-        return [f"{config_path.name} is missing from the model/ folder"]
-    try:
-        config = json.loads(config_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        return [f"config.json is not valid JSON: {exc}"]
-    for key in ("model_type", "model_algorithm"):
-        if not isinstance(config.get(key), str) or not config.get(key):
-            problems.append(f"config.json needs a '{key}' string")
-    apis = config.get("apis", [])
-    if not isinstance(apis, list) or not any(isinstance(a, dict) and a.get("url") == "/" and
-                                             str(a.get("method", "")).lower() == "post" for a in apis):
-        problems.append("config.json 'apis' needs an entry with url '/' and method 'post'")
-    if not (model_dir / "customize_service.py").is_file():
-        problems.append("customize_service.py is missing from the model/ folder")
-    symbols = sorted(model_dir.glob("*-symbol.json"))
-    if len(symbols) != 1:
-        problems.append(f"expected exactly one *-symbol.json, found {len(symbols)}")
-    elif not list(model_dir.glob(symbols[0].name[: -len("-symbol.json")] + "-*.params")):
-        problems.append(f"no .params file next to {symbols[0].name}")
-    return problems
 
 
 class Registry:

@@ -1,33 +1,35 @@
-"""What the project's training jobs share: strict argument parsing, logging for the
-orchestrator, the compute context, bfloat16 mixed precision, atomic JSON files and the model
-package's folder swap.
-
-It lives in this job's folder so that this job stays uploadable on its own; the face job
-loads it through its ``shared.py`` (and the orchestrator ships it next to that job's
-train.py). Imports nothing heavy: mxnet only inside ``pick_context`` and ``mixed_precision``.
-"""
-import argparse
+"""The frame of every training job: log for the orchestrator (INFO lines on stdout, which
+it parses), arguments, remote data_url/train_url through a workspace, one-line errors with
+exit code 2, the compute context and bfloat16 mixed precision. mxnet is imported only inside
+``pick_context`` and ``mixed_precision``."""
 import json
 import logging
-import os
-import shutil
 import sys
-import tempfile
 
-INFERENCE_FILES = ("customize_service.py", "config.json")
+from jobs.common.workspace import StorageError, Workspace
 
-
-class ArgError(ValueError):
-    """A bad command-line value (one-line message)."""
+log = logging.getLogger("train")
 
 
-class ExportError(ValueError):
-    """The inference files cannot be found (one-line message)."""
-
-
-class StrictParser(argparse.ArgumentParser):
-    def error(self, message):  # no usage dump + exit inside library code
-        raise ArgError(message)
+def run_job(argv, parse, train, errors):
+    """A job's ``main``: ``parse(argv)`` -> (args, unknown arguments), then ``train(args,
+    sync_out)`` on local copies of ``args.data_url`` / ``args.train_url`` (``sync_out()``
+    publishes train_url). ``errors`` (and StorageError) are the user's mistakes: one line on
+    stderr, exit code 2, no traceback. Returns the exit code."""
+    setup_logging()
+    try:
+        args, unknown = parse(argv)
+        if unknown:
+            log.warning("ignoring unknown arguments: %s", " ".join(unknown))
+        workspace = Workspace(args.data_url, args.train_url)  # obs:// -> local copies
+        try:
+            args.data_url, args.train_url = workspace.data_dir, workspace.out_dir
+            return train(args, workspace.sync_out)
+        finally:
+            workspace.close()
+    except (*errors, StorageError) as e:
+        print(f"train.py: error: {e}", file=sys.stderr, flush=True)
+        return 2
 
 
 def setup_logging():
@@ -57,49 +59,6 @@ def pick_context(num_gpus, log):
         log.warning("num_gpus=%d requested but no GPU is available: training on the CPU", num_gpus)
         return [mx.cpu()]
     return [mx.gpu(i) for i in range(min(num_gpus, available))]
-
-
-def write_json_atomic(path, obj):
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=1)
-    os.replace(tmp, path)
-
-
-def find_inference_dir(explicit, code_dir, task):
-    """Folder holding customize_service.py and config.json (``explicit``, else next to
-    train.py, else the repository's inference/<task>), or ExportError."""
-    candidates = [explicit] if explicit else [
-        code_dir, os.path.join(code_dir, "..", "..", "inference", task)]
-    for folder in candidates:
-        if all(os.path.isfile(os.path.join(folder, f)) for f in INFERENCE_FILES):
-            return os.path.abspath(folder)
-    where = explicit or " or ".join(os.path.abspath(c) for c in candidates)
-    raise ExportError(f"customize_service.py and config.json not found in {where}; copy "
-                      f"them next to train.py, pass --inference_dir, or --export_model=False")
-
-
-def write_package(train_url, inference_dir, fill):
-    """Build train_url/model/ in a temporary folder (``fill(folder)`` writes the model's
-    own files, the inference files are added) and rename it into place, replacing an older
-    package whole; returns its path."""
-    final = os.path.join(train_url, "model")
-    tmp = tempfile.mkdtemp(prefix=".model-tmp-", dir=train_url)
-    try:
-        fill(tmp)
-        for name in INFERENCE_FILES:
-            shutil.copyfile(os.path.join(inference_dir, name), os.path.join(tmp, name))
-        old = None
-        if os.path.exists(final):  # keep the old package until the new one is in place
-            old = final + f".old-{os.getpid()}"
-            os.rename(final, old)
-        os.rename(tmp, final)
-        if old:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return final
 
 
 BF16_FLAGS = ("avx512_bf16", "amx_bf16")

@@ -18,8 +18,9 @@ A declaration is ``{"description": str, "arguments": [entry, ...]}``; an entry h
   group      the heading it is listed under in the docs
   help       one line for --help and the docs
 
-Every name also works dashed (``--num-epochs``). Standard library only: the orchestrator
-reads declarations without importing mxnet.
+Every name also works dashed (``--num-epochs``). A parser built with ``StrictParser`` raises
+``ArgError`` (one line) instead of printing usage and exiting. Standard library only: the
+orchestrator reads declarations without importing mxnet.
 """
 import argparse
 import json
@@ -30,6 +31,15 @@ DECLARATION = "arguments.json"
 TYPES = ("int", "float", "str", "bool")
 KEYS = {"name", "type", "default", "required", "aliases", "choices", "min", "max", "gt", "lt", "pattern",
         "pattern_hint", "platform", "group", "help"}
+
+
+class ArgError(ValueError):
+    """A bad command-line value (one-line message)."""
+
+
+class StrictParser(argparse.ArgumentParser):
+    def error(self, message):  # no usage dump + exit inside library code
+        raise ArgError(message)
 
 
 class DeclarationError(ValueError):
