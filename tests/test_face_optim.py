@@ -1,16 +1,14 @@
 """Optimisers, lr schedules and weight-decay groups of the face job (jobs/face_recognition/
 optim.py): lr values at given updates, checked against MXNet's own schedulers."""
 import math
-import sys
 from argparse import Namespace
-from pathlib import Path
 
+import mxnet as mx
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "jobs" / "face_recognition"))
-import mxnet as mx  # noqa: E402
-import optim  # noqa: E402
-import train_args  # noqa: E402
+from jobmodules import job_modules
+
+optim, train_args = job_modules("face_recognition", "optim", "train_args")
 
 
 def args(*extra):
