@@ -11,11 +11,15 @@ from jobs.common.workspace import StorageError, Workspace
 log = logging.getLogger("train")
 
 
+class JobError(ValueError):
+    """A bad job setup (one-line message, exit code 2)."""
+
+
 def run_job(argv, parse, train, errors):
     """A job's ``main``: ``parse(argv)`` -> (args, unknown arguments), then ``train(args,
     sync_out)`` on local copies of ``args.data_url`` / ``args.train_url`` (``sync_out()``
-    publishes train_url). ``errors`` (and StorageError) are the user's mistakes: one line on
-    stderr, exit code 2, no traceback. Returns the exit code."""
+    publishes train_url). ``errors`` (and JobError, StorageError) are the user's mistakes: one
+    line on stderr, exit code 2, no traceback. Returns the exit code."""
     setup_logging()
     try:
         args, unknown = parse(argv)
@@ -27,7 +31,7 @@ def run_job(argv, parse, train, errors):
             return train(args, workspace.sync_out)
         finally:
             workspace.close()
-    except (*errors, StorageError) as e:
+    except (*errors, JobError, StorageError) as e:
         print(f"train.py: error: {e}", file=sys.stderr, flush=True)
         return 2
 

@@ -59,21 +59,17 @@ import publish  # noqa: E402
 import resume  # noqa: E402
 import steps  # noqa: E402
 import train_args  # noqa: E402
-from jobs.common.runtime import pick_context, run_job  # noqa: E402
+from jobs.common.runtime import JobError, pick_context, run_job  # noqa: E402
 from jobs.data.face_bin import FaceBinError  # noqa: E402
 from jobs.data.face_rec_reader import FaceRec, FaceRecError  # noqa: E402
 
 log = logging.getLogger("train")
 
 
-class JobError(ValueError):
-    """A bad job setup (one-line message, exit code 2)."""
-
-
 def main(argv=None):
     return run_job(sys.argv[1:] if argv is None else argv, train_args.parse, run, errors=(
         train_args.ArgError, model_export.ExportError, evaluation.TargetError, face_iter.FaceDataError,
-        resume.ResumeError, publish.PretrainedError, FaceRecError, FaceBinError, JobError))
+        resume.ResumeError, publish.PretrainedError, FaceRecError, FaceBinError))
 
 
 def run(args, sync_out):

@@ -56,13 +56,9 @@ import rec_data  # noqa: E402
 import resnet  # noqa: E402
 import train_args  # noqa: E402
 import train_metrics  # noqa: E402
-from jobs.common.runtime import mixed_precision, pick_context, run_job  # noqa: E402
+from jobs.common.runtime import JobError, mixed_precision, pick_context, run_job  # noqa: E402
 
 log = logging.getLogger("train")
-
-
-class JobError(ValueError):
-    """A bad job setup (one-line message, exit code 2)."""
 
 
 def checkpoints(train_url, prefix):
@@ -140,7 +136,7 @@ def optimizer_params(args, epoch_size, begin_epoch):
 
 def main(argv=None):
     return run_job(sys.argv[1:] if argv is None else argv, parse, train,
-                   errors=(train_args.ArgError, rec_data.DataError, model_export.ExportError, JobError))
+                   errors=(train_args.ArgError, rec_data.DataError, model_export.ExportError))
 
 
 def parse(argv):
