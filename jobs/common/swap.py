@@ -3,6 +3,7 @@ never a half-written one."""
 import os
 import shutil
 import tempfile
+from contextlib import contextmanager
 
 
 def swap_in(tmp, out_dir):
@@ -18,3 +19,18 @@ def swap_in(tmp, out_dir):
     os.rename(tmp, out_dir)
     if old:
         shutil.rmtree(old, ignore_errors=True)
+
+
+@contextmanager
+def building(out_dir):
+    """A new temporary folder beside ``out_dir`` to fill; when the block ends normally it
+    replaces ``out_dir`` whole (``swap_in``), when it raises it is removed."""
+    parent = os.path.dirname(os.path.abspath(out_dir))
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix="." + os.path.basename(out_dir) + ".tmp-", dir=parent)
+    try:
+        yield tmp
+        swap_in(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

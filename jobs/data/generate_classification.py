@@ -28,14 +28,12 @@ import argparse
 import json
 import math
 import os
-import shutil
 import sys
-import tempfile
 
 import cv2
 import numpy as np
 
-from jobs.common.swap import swap_in
+from jobs.common.swap import building
 
 # Order matters: "--classes N" takes the first N.  The first six are the most distinct.
 PATTERNS = ("circle", "square", "triangle", "hstripes", "cross", "ring",
@@ -201,10 +199,7 @@ def generate(out_dir, classes=6, images_per_class=100, seed=0, min_size=96, max_
         if progress:
             print(f"[generate] {out_dir} is up to date ({classes} x {images_per_class} images)")
         return params
-    parent = os.path.dirname(out_dir)
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix="." + os.path.basename(out_dir) + ".tmp-", dir=parent)
-    try:
+    with building(out_dir) as tmp:
         for k, name in enumerate(names):
             os.mkdir(os.path.join(tmp, name))
             for i in range(images_per_class):
@@ -221,10 +216,6 @@ def generate(out_dir, classes=6, images_per_class=100, seed=0, min_size=96, max_
                       flush=True)
         with open(os.path.join(tmp, MARKER), "w") as f:
             json.dump(params, f, indent=1)
-        swap_in(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     if progress:
         print(f"[generate] wrote {classes * images_per_class} images in {classes} classes "
               f"to {out_dir}", flush=True)

@@ -29,16 +29,14 @@ import argparse
 import json
 import os
 import re
-import shutil
 import sys
-import tempfile
 import time
 
 import cv2
 import numpy as np
 
 from jobs.data import face_bin, face_rec, face_synth
-from jobs.common.swap import swap_in
+from jobs.common.swap import building
 
 TRAIN, VERIFY = 0, 1  # roles: separate random streams make the two identity sets disjoint
 
@@ -139,10 +137,7 @@ def generate(out_dir, identities=20, images_per_identity=30, verify_identities=2
         raise GenerateError(f"{out_dir} exists and was not made by this generator (no "
                             f"packed/dataset.json); choose another --out or remove it")
     t0 = time.time()
-    parent = os.path.dirname(out_dir)
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix="." + os.path.basename(out_dir) + ".tmp-", dir=parent)
-    try:
+    with building(out_dir) as tmp:
         images, verify = os.path.join(tmp, "images"), os.path.join(tmp, "verify")
         os.mkdir(images)
         os.mkdir(verify)
@@ -170,10 +165,6 @@ def generate(out_dir, identities=20, images_per_identity=30, verify_identities=2
         info["src"] = os.path.join(out_dir, "images")  # where it lives after the rename
         with open(os.path.join(packed, "dataset.json"), "w") as f:
             json.dump(info, f, indent=1)
-        swap_in(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     if progress:
         print(f"[generate_faces] {identities} training identities x {images_per_identity}, "
               f"{pairs} pairs from {verify_identities} other identities -> {out_dir} "
