@@ -63,12 +63,10 @@ def job_speed(data: Path, out: Path, a) -> float:
 
 def dtype_comparison(data: Path, tmp: Path, a) -> None:
     """float32 against bfloat16 (MXNet AMP) for the job itself, alternating, equal epochs."""
-    sys.path.insert(0, str(REPO / "jobs" / "image_classification"))
-    from job_common import cpu_has_bf16
+    from jobs.common.runtime import cpu_has_bf16
 
     if not cpu_has_bf16():
-        print("
-bfloat16: this CPU has no avx512_bf16/amx_bf16 instructions; --dtype=bfloat16 trains in "
+        print("\nbfloat16: this CPU has no avx512_bf16/amx_bf16 instructions; --dtype=bfloat16 trains in "
               "float32 here, nothing to compare", flush=True)
         return
     runs: dict = {"float32": [], "bfloat16": []}
@@ -79,8 +77,7 @@ bfloat16: this CPU has no avx512_bf16/amx_bf16 instructions; --dtype=bfloat16 tr
                   f"{runs[dtype][-1][1]}", flush=True)
     speed = {d: statistics.median(v[0] for v in runs[d]) for d in runs}
     acc = {d: statistics.median(v[1] for v in runs[d] if v[1] is not None) for d in runs}
-    print(f"
-{'job --dtype':22}{'images/s':>10}{'ratio':>8}{'val acc':>9}")
+    print(f"\n{'job --dtype':22}{'images/s':>10}{'ratio':>8}{'val acc':>9}")
     for d in runs:
         print(f"{d:22}{speed[d]:10.1f}{speed[d] / speed['float32']:8.2f}{acc[d]:9.3f}")
     faster = speed["bfloat16"] > speed["float32"]
