@@ -71,7 +71,7 @@ def step_keys(data, tools_dir: Path, job: JobSpec, model: ModelSpec, service: Se
     generate = data.generate.model_dump() if data.generate else None
     prepare = digest("prepare", data.task, data.mode, generate, source, data.val_ratio, data.test_ratio,
                      data.resize, data.quality, tree(tools_dir, content=True))
-    upload = digest("upload", prepare, data.data_uri)
+    upload = digest("upload", prepare, data.data_uri, data.labels)   # data.labels may add labels.txt
     code = [tree(path, content=True, skipped=skipped)
             for path in (job.code_dir, *job.include_dirs, *(source for source, _ in job.shipped))]
     train = digest("train", upload, asdict(job), code)
