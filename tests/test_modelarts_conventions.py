@@ -159,17 +159,11 @@ def test_user_code_gets_no_project_inference_code_merged_in(tmp_path):
     assert PipelineSpec(name="demo").train.inference_code == "inference/image_classification"
 
 
-@pytest.fixture
-def classification_job_modules():
-    """The classification job's modules (the face job has modules of the same names), imported
-    without leaving their bare names behind (tests/jobmodules.py)."""
-    return job_modules("image_classification", "rec_data", "train_args")
-
-
-def test_the_caltech_tutorial_hyperparameters_reach_the_job(tmp_path, classification_job_modules):
+def test_the_caltech_tutorial_hyperparameters_reach_the_job(tmp_path):
     """train_file, val_file, epoch_image_num and save_frequency (the ModelArts Caltech101
     tutorial's) are understood by the project's classification job."""
-    rec_data, train_args = classification_job_modules
+    from jobmodules import job_modules
+    rec_data, train_args = job_modules("image_classification", "rec_data", "train_args")
     args, _ = train_args.parse(["--data_url=d", "--train_url=o", "--train_file=caltech_tr.rec",
                                 "--val_file=caltech_va.rec", "--epoch_image_num=20", "--save_frequency=2"])
     assert (args.train_file, args.val_file, args.num_examples, args.save_frequency) == (
