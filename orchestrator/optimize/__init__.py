@@ -14,24 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from orchestrator.errors import StepFailed
+from jobs.image_classification.job_common import cpu_has_bf16 as cpu_supports_bf16  # noqa: F401 (one check for jobs and serving)
 from orchestrator.files import tail
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 MODES = ("fp32", "fused", "int8", "bf16")
-BF16_FLAGS = ("avx512_bf16", "amx_bf16")
-
-
-def cpu_supports_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool:
-    """True when the CPU advertises bfloat16 instructions oneDNN uses (Linux flags)."""
-    try:
-        with open(cpuinfo, encoding="utf-8", errors="replace") as fh:
-            flags = {f for line in fh if line.startswith("flags") for f in line.split(":", 1)[1].split()}
-    except OSError:
-        return False
-    return any(flag in flags for flag in BF16_FLAGS)
-
-
 @dataclass(frozen=True)
 class OptimizePlan:
     """What the import step converts (``model.optimize`` and its checks)."""

@@ -35,7 +35,9 @@ import os
 import shutil
 import sys
 import time
+from pathlib import Path
 
+from orchestrator.files import write_json
 from orchestrator.optimize import agreement, cpu_supports_bf16
 
 MODES = ("fused", "int8", "bf16")
@@ -197,7 +199,7 @@ def run(args) -> dict:
     if args.mode == "bf16" and not cpu_supports_bf16():
         report.update(mode="fp32", note="this CPU has no bfloat16 instructions (avx512_bf16/amx_bf16 in "
                                         "/proc/cpuinfo): serving fp32")
-        _write_json(os.path.join(model_dir, optimized.MANIFEST), {**report, "files": {}})
+        write_json(Path(model_dir, optimized.MANIFEST), {**report, "files": {}})
         return report
     symbol_file, params_file, symbol, arg, aux = _network(model_dir)
     fp32, _ = loader.load_service(model_dir, "fp32")
@@ -234,15 +236,8 @@ def run(args) -> dict:
     except BaseException:
         shutil.rmtree(os.path.join(model_dir, "optimized"), ignore_errors=True)
         raise
-    _write_json(os.path.join(model_dir, optimized.MANIFEST), {**report, "files": files})
+    write_json(Path(model_dir, optimized.MANIFEST), {**report, "files": files})
     return report
-
-
-def _write_json(path: str, doc: dict) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(doc, fh, indent=1)
-    os.replace(tmp, path)
 
 
 def main(argv=None) -> int:
@@ -267,7 +262,7 @@ def main(argv=None) -> int:
         report, code = {**exc.measured, "mode": "fp32", "requested": args.mode, "error": str(exc)}, exc.code
         print(f"optimize: {exc}", file=sys.stderr)
     if args.report:
-        _write_json(args.report, report)
+        write_json(Path(args.report), report)
     print(json.dumps(report))
     return code
 
