@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from orchestrator.errors import StepFailed
-from jobs.image_classification.job_common import cpu_has_bf16 as cpu_supports_bf16  # noqa: F401 (one check for jobs and serving)
+from jobs.common.runtime import cpu_has_bf16 as cpu_supports_bf16  # noqa: F401 (one check for jobs and serving)
 from orchestrator.files import tail
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
