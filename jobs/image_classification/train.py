@@ -45,6 +45,11 @@ import time
 
 CODE_DIR = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, CODE_DIR)  # sibling modules, also when started from another folder
+try:
+    import jobs.common  # noqa: F401,E402  (inside this folder on ModelArts, see jobs/README.md)
+except ImportError:
+    sys.exit(print("train.py: error: package jobs.common not found: copy jobs/__init__.py and jobs/common/ into "
+                   "this folder, or install the project (pip install -e .)", file=sys.stderr) or 2)
 # MXNet's default OpenMP pool is half the cores (a hyper-threading guess): use them all.
 os.environ.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 1))
 
