@@ -57,6 +57,10 @@ def test_walkthrough_notebook_runs_in_a_kernel(tmp_path, monkeypatch):
     # part 1: the Pipeline object
     assert "    epoch 3/3: validation accuracy" in text
     assert "accuracy on the held-out images:" in text and "succeeded" in text
+    assert "pictures: timeline, curves, confusion, per_class, latency" in text
+    inline = [out for cell in notebook.cells for out in cell.get("outputs", [])
+              if out.output_type == "display_data" and "image/png" in out.get("data", {})]
+    assert len(inline) == 2, "the training curves and the confusion matrix are shown inline"
     # part 2: the SDK classes: progress, final status, predictions, deletion
     assert "Training job walkthrough-sdk: Running" in text
     assert "  epoch 3/3: Train-accuracy=" in text and "Training job walkthrough-sdk: Completed" in text

@@ -9,6 +9,14 @@ from pathlib import Path
 from typing import Callable
 
 
+def pictures(run_dir: str | Path) -> dict[str, bytes]:
+    """The plots of a run folder as PNG bytes by name (``curves``, ``confusion``, ``roc``,
+    ...), e.g. for ``IPython.display.Image`` in a notebook; see ``page.pictures``."""
+    from .page import pictures as of_run
+    from .rundata import load
+    return of_run(load(run_dir))
+
+
 def publish(run_dir: Path, tracking, problem: Callable[[str], None]) -> dict | None:
     """Write ``report.html`` and, when ``tracking`` (config.json's section) names MLflow, log
     the run there. Returns where MLflow has it, or None. Never raises: each failure is

@@ -4,12 +4,11 @@ differences marked, and the training curves of every run overlaid (``compare.htm
 from __future__ import annotations
 
 import base64
-import html
 from dataclasses import replace
 from pathlib import Path
 
 from . import plots
-from .page import CSS
+from .page import CSS, _e
 from .rundata import RunData, load
 
 
@@ -88,7 +87,3 @@ def _fmt(v) -> str:
     if isinstance(v, float):
         return f"{v:.4g}"
     return str(v)
-
-
-def _e(v) -> str:
-    return html.escape("" if v is None else str(v), quote=True)

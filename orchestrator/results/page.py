@@ -61,11 +61,11 @@ def render(run: RunData) -> str:
     if r.get("error"):
         parts.append(f"<div class='err'>{_e(r['error'])}</div>")
     parts += [f"<div class='warn'>note: {_e(n)}</div>" for n in r.get("notes", [])]
-    parts.append("<h2>Steps</h2>" + _img(plots.timeline(run.steps, TITLES), "step timeline")
-                 + _steps_table(run.steps))
+    pics = pictures(run)
+    parts.append("<h2>Steps</h2>" + _img(pics.get("timeline"), "step timeline") + _steps_table(run.steps))
     parts.append("<h2>Settings</h2>" + _settings(run))
-    parts.append(_training(run))
-    parts.append(_face(run) if run.task == "face" else _classification(run))
+    parts.append(_training(run, pics))
+    parts.append(_face(run, pics) if run.task == "face" else _classification(run, pics))
     body = "\n".join(p for p in parts if p)
     return (f"<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'><title>Run {_e(run.run_id)}</title>"
             f"<meta name='viewport' content='width=device-width,initial-scale=1'><style>{CSS}</style></head>"
@@ -100,31 +100,53 @@ def _settings(run: RunData) -> str:
     return _table(["setting", "value"], rows)
 
 
-def _training(run: RunData) -> str:
+def pictures(run: RunData) -> dict[str, bytes]:
+    """Every plot of the run as PNG bytes, by name: timeline, curves, and confusion,
+    per_class, latency (classification) or accuracy_per_set, roc, distances (face); what
+    the run lacks the data for is left out. ``IPython.display.Image(data)`` shows one."""
+    out = {"timeline": plots.timeline(run.steps, TITLES), "curves": plots.curves(run.series) if run.series else None}
+    if run.task == "face":
+        final = run.metrics.get("final") or {}
+        have = _face_sets(run)
+        if have:
+            out["accuracy_per_set"] = plots.bars_with_error(
+                have, [final[f"{t}_accuracy"] for t in have], [final.get(f"{t}_accuracy_std") or 0.0 for t in have],
+                "verification accuracy per set (10 folds, mean ± std)")
+        if run.pairs:
+            far_target = next(iter(run.pairs.values())).get("far_target", 1e-3)
+            out["roc"] = plots.roc({t: analysis.roc(p["distances"], p["issame"]) for t, p in run.pairs.items()},
+                                   far_target)
+            out["distances"] = plots.distances(run.pairs)
+    elif run.predictions:
+        conf = analysis.confusion(run.predictions, _class_names(run))
+        if conf is not None:
+            acc, counts = conf.per_class
+            out["confusion"] = plots.confusion(conf.labels, conf.matrix)
+            out["per_class"] = plots.per_class(conf.labels, acc, counts)
+        out["latency"] = plots.histogram([p["seconds"] * 1000 for p in run.predictions if p.get("seconds") is not None],
+                                         "latency of the test predictions", "milliseconds per request")
+    return {name: data for name, data in out.items() if data}
+
+
+def _training(run: RunData, pics: dict) -> str:
     final = run.metrics.get("final") or {}
     if not run.series and not final:
         return ""
-    out = ["<h2>Training</h2>"]
-    if run.series:
-        out.append(_img(plots.curves(run.series), "training curves"))
+    out = ["<h2>Training</h2>", _img(pics.get("curves"), "training curves")]
     if final:
         out.append(_table(["final metric", "value"], [(k, _num(v)) for k, v in final.items()]))
     return "".join(out)
 
 
-def _classification(run: RunData) -> str:
-    preds = [p for p in run.predictions]
+def _classification(run: RunData, pics: dict) -> str:
+    preds = run.predictions
     if not preds:
         return ""
     out = ["<h2>Predictions</h2>"]
-    conf = analysis.confusion(preds, _class_names(run))
-    if conf is not None:
-        acc, counts = conf.per_class
-        out.append("<div class='cols'>" + _img(plots.confusion(conf.labels, conf.matrix), "confusion matrix")
-                   + _img(plots.per_class(conf.labels, acc, counts), "accuracy per class") + "</div>")
-    out.append(_img(plots.histogram([p["seconds"] * 1000 for p in preds if p.get("seconds") is not None],
-                                    "latency of the test predictions", "milliseconds per request"),
-                    "latency histogram"))
+    if "confusion" in pics:
+        out.append("<div class='cols'>" + _img(pics["confusion"], "confusion matrix")
+                   + _img(pics["per_class"], "accuracy per class") + "</div>")
+    out.append(_img(pics.get("latency"), "latency histogram"))
     wrong = [p for p in preds if p.get("correct") is False or p.get("error")]
     out.append(f"<h2>Mispredicted images ({len(wrong)} of {len(preds)})</h2>")
     figures = []
@@ -145,30 +167,29 @@ def _classification(run: RunData) -> str:
     return "".join(out)
 
 
-def _face(run: RunData) -> str:
+def _face(run: RunData, pics: dict) -> str:
     final = run.metrics.get("final") or {}
-    targets = run.metrics.get("targets") or list(run.pairs)
+    have = _face_sets(run)
     out = ["<h2>Verification</h2>"]
-    have = [t for t in targets if isinstance(final.get(f"{t}_accuracy"), (int, float))]
     if have:
-        out.append(_img(plots.bars_with_error(have, [final[f"{t}_accuracy"] for t in have],
-                                              [final.get(f"{t}_accuracy_std") or 0.0 for t in have],
-                                              "verification accuracy per set (10 folds, mean ± std)"),
-                        "accuracy per verification set"))
+        out.append(_img(pics.get("accuracy_per_set"), "accuracy per verification set"))
         out.append(_table(["set", "accuracy", "VAL@FAR", "FAR", "threshold", "XNorm"],
                           [(t, f"{final[f'{t}_accuracy']:.4f} ± {final.get(f'{t}_accuracy_std') or 0:.4f}",
                             _num(final.get(f"{t}_val")), _num(final.get(f"{t}_far")),
                             _num(final.get(f"{t}_threshold")), _num(final.get(f"{t}_xnorm"))) for t in have]))
     if run.pairs:
-        far_target = next(iter(run.pairs.values())).get("far_target", 1e-3)
         out += [f"<div class='warn'>{_e(w)}</div>" for t, p in run.pairs.items()
                 if (w := analysis.too_small(t, p["issame"], p.get("folds", 10), p.get("far_target", 1e-3)))]
-        out.append(_img(plots.roc({t: analysis.roc(p["distances"], p["issame"]) for t, p in run.pairs.items()},
-                                  far_target), "ROC"))
-        out.append(_img(plots.distances(run.pairs), "distance histograms"))
+        out += [_img(pics.get("roc"), "ROC"), _img(pics.get("distances"), "distance histograms")]
     elif have:
         out.append("<p class='sub'>no verification_pairs.json in the run folder: no ROC or distance histogram</p>")
     return "".join(out) if len(out) > 1 else ""
+
+
+def _face_sets(run: RunData) -> list[str]:
+    final = run.metrics.get("final") or {}
+    return [t for t in run.metrics.get("targets") or list(run.pairs)
+            if isinstance(final.get(f"{t}_accuracy"), (int, float))]
 
 
 def _class_names(run: RunData) -> list[str] | None:

@@ -93,7 +93,7 @@ def curves(series: tuple[Series, ...] | list[Series], title_prefix: str = "") ->
                         marker="o" if len(x) < 12 else None, markersize=3)
         if title == "learning rate" and ax.lines:
             ax.set_yscale("log")
-        ax.set_title(title_prefix + title, fontsize=10)
+        ax.set_title(title_prefix + (CURVE_KEYS[ks[0]] if len(ks) == 1 else title), fontsize=10)
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
