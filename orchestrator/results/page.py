@@ -90,7 +90,7 @@ def _settings(run: RunData) -> str:
     job, data = plan.get("job") or {}, plan.get("data") or {}
     service = (plan.get("service") or {}).get("configs") or [{}]
     rows = [("task", data.get("task")), ("data", data.get("mode") or data.get("source")),
-            ("training code", f"{job.get('code_dir', '')} {job.get('boot_file', '')}".strip()),
+            ("training code", f"{_relative(job.get('code_dir'), plan.get('spec_path'))} {job.get('boot_file', '')}".strip()),
             ("training flavour", job.get("flavor")), ("training instances", job.get("instance_count")),
             ("service flavour", service[0].get("flavor")), ("service instances", service[0].get("instance_count"))]
     rows += [(f"--{k}", v) for k, v in run.hyperparameters.items()]
@@ -197,6 +197,16 @@ def _class_names(run: RunData) -> list[str] | None:
         if path.is_file():
             return [line.strip() for line in path.read_text().splitlines() if line.strip()]
     return None
+
+
+def _relative(path: str | None, spec_path: str | None) -> str:
+    """``path`` relative to the pipeline file's folder when it lies inside it."""
+    if not path or not spec_path:
+        return path or ""
+    try:
+        return str(Path(path).relative_to(Path(spec_path).parent))
+    except ValueError:
+        return path
 
 
 def _img(data: bytes | None, alt: str) -> str:
