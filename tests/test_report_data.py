@@ -52,18 +52,25 @@ def test_distributed_log_gives_one_curve_per_worker(tmp_path):
 
 def test_search_trials_each_get_a_curve_and_cached_or_skipped_steps_are_marked(tmp_path):
     epochs = lambda acc: {"epochs": [{"epoch": i, "val_accuracy": a, "lr": 0.1} for i, a in enumerate(acc)]}
-    steps = {"train": {"status": "succeeded", "seconds": 0.1, "started_at": 100.0, "cached": "run 123"},
+    trials = [{"rank": 1, "number": 2, "status": "completed", "objective": 0.8, "hyperparameters": {"lr": 0.1}},
+              {"rank": 2, "number": 1, "status": "stopped", "objective": None, "hyperparameters": {"lr": 0.01},
+               "reason": "median rule: behind the other trials"}]
+    steps = {"train": {"status": "succeeded", "seconds": 0.1, "started_at": 100.0, "cached_from": "run-123",
+                       "search": {"metric": "val_accuracy", "goal": "max", "trials": trials}},
              "prepare": {"status": "succeeded", "seconds": 2.0, "started_at": 98.0},
              "deploy": {"status": "skipped", "seconds": 0.0, "started_at": 101.0, "reason": "val_accuracy < 0.9"}}
-    run = run_folder(tmp_path, steps, {"metrics.json": epochs([0.5, 0.7]), "trials/t1/metrics.json": epochs([0.4, 0.6]),
-                                       "trials/t2/metrics.json": epochs([0.3, 0.8])})
+    run = run_folder(tmp_path, steps, {"metrics.json": epochs([0.5, 0.7]), "metrics-t01.json": epochs([0.4, 0.6]),
+                                       "metrics-t02.json": epochs([0.3, 0.8])})
     data = rundata.load(run)
-    assert [s.label for s in data.series] == ["job", "t1", "t2"]
+    assert [s.label for s in data.series] == ["job", "t01", "t02"]
     assert list(data.steps) == ["prepare", "train", "deploy"], "in the order they ran"
     html = page.render(data)
     rows = re.findall(r"<tr><td>([^<]+)</td><td>([^<]+)</td>", html)
     assert ("Train", "cached") in rows and ("Deploy service", "skipped") in rows
-    assert "reason val_accuracy &lt; 0.9" in html
+    assert "reason val_accuracy &lt; 0.9" in html and "cached_from run-123" in html
+    assert "Search: 2 trials by val_accuracy (max)" in html
+    assert "<tr><td>1</td><td>t02</td><td>completed</td><td>0.8</td><td>lr=0.1</td>" in html
+    assert "median rule: behind the other trials" in html
     assert len(plots_of(html)) == 2 and all(img.width > 300 for img in plots_of(html))
 
 

@@ -64,7 +64,7 @@ def render(run: RunData) -> str:
     pics = pictures(run)
     parts.append("<h2>Steps</h2>" + _img(pics.get("timeline"), "step timeline") + _steps_table(run.steps))
     parts.append("<h2>Settings</h2>" + _settings(run))
-    parts.append(_training(run, pics))
+    parts.append(_training(run, pics) + _search(run))
     parts.append(_face(run, pics) if run.task == "face" else _classification(run, pics))
     body = "\n".join(p for p in parts if p)
     return (f"<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'><title>Run {_e(run.run_id)}</title>"
@@ -136,6 +136,19 @@ def _training(run: RunData, pics: dict) -> str:
     if final:
         out.append(_table(["final metric", "value"], [(k, _num(v)) for k, v in final.items()]))
     return "".join(out)
+
+
+def _search(run: RunData) -> str:
+    """The trials of a hyperparameter search, ranked (report.json: the train step's ``search``)."""
+    search = (run.steps.get("train") or {}).get("search") or {}
+    trials = search.get("trials") or []
+    if not trials:
+        return ""
+    rows = [(t.get("rank"), f"t{t.get('number', 0):02d}", t.get("status"), _num(t.get("objective")),
+             ", ".join(f"{k}={v}" for k, v in (t.get("hyperparameters") or {}).items()), t.get("reason") or "")
+            for t in trials]
+    return (f"<h2>Search: {len(trials)} trials by {_e(search.get('metric'))} ({_e(search.get('goal'))})</h2>"
+            + _table(["rank", "trial", "status", "objective", "hyperparameters", "reason"], rows))
 
 
 def _classification(run: RunData, pics: dict) -> str:

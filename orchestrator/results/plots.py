@@ -29,9 +29,10 @@ def png(fig: Figure) -> bytes:
 
 def step_state(info: dict) -> str:
     """succeeded / failed / running / skipped / cached: cached covers results reused from
-    an earlier run or attempt (``cached`` or ``resumed`` in the step's facts)."""
+    an earlier run or attempt (``cached_from``, ``cache.hit`` or ``resumed`` in its facts)."""
     status = info.get("status", "running")
-    if status == "succeeded" and (info.get("cached") or info.get("resumed")):
+    cache = info.get("cache") if isinstance(info.get("cache"), dict) else {}
+    if status == "succeeded" and (info.get("cached") or info.get("cached_from") or cache.get("hit") or info.get("resumed")):
         return "cached"
     return status
 

@@ -2,11 +2,12 @@
 
 A run folder (``<root>/runs/<run id>/``) may hold:
 
-* ``report.json``: status, steps (status, seconds, ``started_at``, ``cached``/``resumed``/
-  ``skipped`` marks), notes (written by ``report.py``);
+* ``report.json``: status, steps (status, seconds, ``started_at``; ``cached_from``/``cache.hit``/
+  ``resumed`` for reused results, status ``skipped`` with a ``reason``), notes (``report.py``);
 * ``plan.json``: the settings of the run (``Plan.to_dict()``);
 * ``metrics.json``: the training job's own file (epochs, verification, final);
-* ``trials/<trial>/metrics.json``: one per trial of a search, same layout;
+* ``metrics-tNN.json`` (or ``trials/<trial>/metrics.json``): one per trial of a search,
+  same layout; the train step's ``search.trials`` in report.json ranks them;
 * ``logs/train.log``: the job's log lines (``[worker-N]`` prefixes with several workers),
   read for per-worker curves;
 * ``predictions.jsonl``, ``mispredicted/`` (thumbnails kept by the predict step) and
@@ -98,10 +99,12 @@ def load(run_dir: str | Path) -> RunData:
     series = []
     if metrics.get("epochs"):
         series.append(Series("job", tuple(metrics["epochs"])))
-    for trial in sorted((run_dir / "trials").glob("*/metrics.json")):
-        epochs = (_json(trial) or {}).get("epochs") or []
+    trials = [(p.stem.split("-", 1)[1], p) for p in sorted(run_dir.glob("metrics-t*.json"))]
+    trials += [(p.parent.name, p) for p in sorted((run_dir / "trials").glob("*/metrics.json"))]
+    for label, path in trials:
+        epochs = (_json(path) or {}).get("epochs") or []
         if epochs:
-            series.append(Series(trial.parent.name, tuple(epochs)))
+            series.append(Series(label, tuple(epochs)))
     workers = worker_series(run_dir / "logs" / "train.log")
     if len(workers) > 1:
         series.extend(workers)
