@@ -42,11 +42,12 @@ import time
 
 CODE_DIR = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, CODE_DIR)  # sibling modules, also when started from another folder
-try:
-    import jobs.common  # noqa: F401,E402  (inside this folder on ModelArts, see jobs/README.md)
-except ImportError:
-    sys.exit(print("train.py: error: package jobs.common not found: copy jobs/__init__.py and jobs/common/ into "
-                   "this folder, or install the project (pip install -e .)", file=sys.stderr) or 2)
+try:  # the shared modules: inside this folder on ModelArts (jobs/README.md), else the installed project
+    import jobs.common, jobs.data.face_bin, jobs.data.face_rec_reader  # noqa: F401,E401,E402
+except ImportError as e:
+    sys.exit(print(f"train.py: error: {e.name} not found: copy jobs/__init__.py, jobs/common/, jobs/data/__init__.py, "
+                   "jobs/data/face_bin.py and jobs/data/face_rec_reader.py into this folder at those paths, or "
+                   "install the project (pip install -e .)", file=sys.stderr) or 2)
 os.environ.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 1))
 
 import mxnet as mx  # noqa: E402
