@@ -59,7 +59,7 @@ class Plan:
     model_code: Path | None = None            # model.inference_code: model/ is assembled from it at import
     optimize: OptimizePlan = OptimizePlan()   # model.optimize: what the import step converts
     bucket: str = ""                          # the OBS bucket of every object of the run
-    run_prefix: str = ""                      # obs://<bucket>/<pipeline>/<run id>/: data/, output/ below it
+    run_prefix: str = ""                      # obs://<bucket>/<pipeline>/<run id>/: data/, output/, model-package/ below it
 
     def key(self, step: str) -> str:
         return dict(self.keys).get(step, "")
