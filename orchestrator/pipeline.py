@@ -13,31 +13,25 @@ import json
 import os
 import shutil
 import signal
-import subprocess
-import sys
 import threading
-import time
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
-import psutil
-
-from . import factory, failpoints, model_package, predictions
+from . import datatools, factory, failpoints, model_package, predictions
 from .backends.base import Backend, BackendError, JobRef, ModelRef, ServiceRef
-from .childenv import allowed_env
 from .errors import Interrupted, StepFailed, UserError
-from .files import tail, write_json
+from .files import write_json
 from .events import Event
 from .ledger import Ledger
 from .optimize import convert_package, summary as optimize_summary
 from .plan import STEPS, Plan
-from .reconcile import RUN_ENV, stop_process, teardown_run
+from .reconcile import teardown_run
 from .resume import EarlierAttempt
 from .report import Report
 from .signals import raise_interrupted, signals_deferred
-from .tasks import REPO_ROOT, DataTool
+from .tasks import DataTool
 from .tracking import FollowTimeout, JobFollower, Tracker
 
 
@@ -285,34 +279,7 @@ class Pipeline:
         failpoints.hit("teardown:running")
 
     def _tool(self, tool: DataTool) -> None:
-        """Run a data tool; it is in the ledger before it starts (and carries the run id in
-        its environment), so ``cleanup`` stops it even after a SIGKILL of this process."""
-        log = self.plan.run_dir / "logs" / "prepare.log"
-        rid = self.ledger.intend(self.plan.run_id, "process", f"{tool.title} of {self.plan.run_id}", {"step": "prepare"})
-        env = {**allowed_env(), RUN_ENV: self.plan.run_id}
-        with open(log, "ab") as fh:
-            proc = subprocess.Popen([sys.executable, "-m", tool.module, *tool.args], cwd=REPO_ROOT, stdout=fh,
-                                    env=env, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    start_new_session=True)
-        try:
-            try:
-                started = psutil.Process(proc.pid).create_time()
-            except psutil.Error:   # already finished
-                started = time.time()
-            self.ledger.created(rid, f"{proc.pid}:{started}")
-            failpoints.hit("prepare:tool")
-            code = proc.wait()
-        finally:   # Ctrl-C or SIGTERM: its own session does not get the terminal's signal, we stop it
-            if proc.poll() is None:
-                stop_process(proc.pid, started)
-                proc.wait()
-            self.ledger.deleted(rid)
-        if code != 0:
-            free = shutil.disk_usage(self.plan.run_dir).free
-            why = tail(log, 8) or "(it wrote nothing)"
-            if free < 64 << 20:   # its log may be empty because nothing could be written
-                why += f"\nonly {free >> 20} MB are free on the disk holding {self.plan.root}"
-            raise StepFailed("prepare", f"{tool.title} failed (exit {code}):\n{why}", log=str(log))
+        datatools.run(self.ledger, self.backend, self.plan, tool, lambda msg: self._emit("log", "prepare", msg))
 
     def _follow_job(self, info: dict):
         follower = JobFollower(self.backend, self.job, self.plan.run_dir / "logs" / "train.log", self.poll_interval)
