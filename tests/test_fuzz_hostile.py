@@ -20,7 +20,7 @@ from orchestrator.yamlsource import MAX_NODES, load_with_lines
 from test_predictor import FIXTURES, jpeg, post_json, start
 from test_predictor_safety import connect, read_all
 
-FEW = settings(max_examples=25, deadline=None,
+FEW = settings(max_examples=15, deadline=None,
                suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
 
@@ -128,7 +128,7 @@ documents = st.one_of(
 )
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(doc=documents)
 def test_yaml_loader_answers_every_document_within_bounds(tmp_path, doc):
     path = tmp_path / "pipeline.yaml"
