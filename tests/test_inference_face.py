@@ -57,18 +57,23 @@ def upload(*images, field="images"):
     return {field: {f"f{i}.jpg": io.BytesIO(raw) for i, raw in enumerate(images)}}
 
 
-@pytest.fixture(scope="module")
-def package(tmp_path_factory):
-    """(model dir, gallery labels): an exported tiny network whose gallery holds the
-    service's own embeddings of face_image(0..2)."""
-    base = tmp_path_factory.mktemp("facepkg")
+def build_face_package(base, gallery=None):
+    """An exported tiny MobileFaceNet face package (random weights) in ``base``; its path."""
     mx.random.seed(0)
     net, _ = networks.build("mobilefacenet", emb_size=16, blocks=(1, 1, 1, 1), width=0.25)
     net.initialize(mx.init.Xavier())
     net(mx.nd.zeros((1, 3, 112, 112)))
     symbol, params = model_export.network_params(net)
     info = {"image_size": [112, 112], "emb_size": 16, "threshold": THRESHOLD}
-    path = model_export.export_package(str(base), symbol, params, info, None, INFERENCE)
+    return model_export.export_package(str(base), symbol, params, info, gallery, INFERENCE), symbol, params, info
+
+
+@pytest.fixture(scope="module")
+def package(tmp_path_factory):
+    """(model dir, gallery labels): an exported tiny network whose gallery holds the
+    service's own embeddings of face_image(0..2)."""
+    base = tmp_path_factory.mktemp("facepkg")
+    path, symbol, params, info = build_face_package(base)
     service = load_service(path)
     labels = ["alice", "bob", "carol"]
     embeddings = [service.inference(upload(encode(face_image(i))))["embedding"]

@@ -164,3 +164,27 @@ def test_plan_says_what_the_import_step_converts():
     assert OptimizePlan().describe() == "serve the network as trained (fp32)"
     text = OptimizePlan("int8", "entropy", 32).describe()
     assert "int8" in text and "entropy calibration on 32 training images" in text and "99%" in text
+
+
+def test_face_model_int8_reports_embedding_difference_and_verification(tmp_path):
+    """The face service's package (tiny MobileFaceNet) converted to int8: the check compares
+    normalised embeddings and same/different decisions over held-out pairs."""
+    from test_inference_face import build_face_package, encode, face_image
+
+    (tmp_path / "pkg").mkdir()
+    package = build_face_package(tmp_path / "pkg")[0]
+    folder = tmp_path / "faces"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    lines = []
+    for n, (person, shot) in enumerate((p, s) for p in range(3) for s in range(3)):
+        img = np.clip(face_image(person).astype(int) + rng.integers(-12, 13, (112, 112, 3)), 0, 255).astype(np.uint8)
+        (folder / f"{n}.jpg").write_bytes(encode(img))
+        lines.append(f"{n}\t{person}\t{n}.jpg\n")
+    (folder / "test.lst").write_text("".join(lines))
+    code, report = run_convert(Path(package), folder / "test.lst", "--mode", "int8", "--task", "face",
+                               "--max-verification-drop", "100")
+    assert code == 0, report
+    assert 0 <= report["embedding_max_abs_diff"] < 1 and report["images"] == 9
+    assert report["verification_fp32"] is not None and report["verification_converted"] is not None
+    assert "top1_agreement" not in report and "embedding max abs diff" in summary(report)
