@@ -41,7 +41,8 @@ import numpy as np
 
 from jobs.data.face_rec_reader import FaceRec, FaceRecError  # noqa: F401 (public API)
 from jobs.data.image_folder import FolderError, list_classes, split_items
-from jobs.data.im2rec import _encode, _worker_init, too_many_pixels
+from jobs.data.im2rec import _encode, _worker_init
+from jobs.data.pixels import too_many_pixels
 
 MAX_RECORDS = 2 ** 24  # header labels are float32
 

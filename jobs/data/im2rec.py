@@ -35,13 +35,11 @@ import shutil
 import sys
 import tempfile
 import time
-import warnings
 
 import cv2
 
 from jobs.data.image_folder import SPLITS, FolderError, list_classes, split_items
-
-MAX_PIXELS = 40_000_000  # per image; a 7,300 x 5,500 photo
+from jobs.data.pixels import too_many_pixels
 
 
 class Im2RecError(ValueError):
@@ -59,25 +57,6 @@ def resize_shorter(img, size):
         new_w, new_h = size, max(1, h * size // w)
     interp = cv2.INTER_AREA if size < min(h, w) else cv2.INTER_LINEAR
     return cv2.resize(img, (new_w, new_h), interpolation=interp)
-
-
-def too_many_pixels(source):
-    """Why an image (a path or a file-like object) must not be decoded, or "": its header
-    announces more than MAX_PIXELS (a decompression bomb: a few KB that decode to GBs).
-    Pillow reads only the header here."""
-    from PIL import Image
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")            # DecompressionBombWarning
-            with Image.open(source) as img:
-                width, height = img.size
-    except Image.DecompressionBombError:
-        width, height = 2 * Image.MAX_IMAGE_PIXELS + 1, 1
-    except Exception:  # not readable by Pillow: OpenCV's decoder reports what is wrong
-        return ""
-    if width * height <= MAX_PIXELS:
-        return ""
-    return f"{width} x {height} = {width * height:,} pixels, more than {MAX_PIXELS:,} (not decoded)"
 
 
 def _encode(job):
