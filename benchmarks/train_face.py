@@ -10,7 +10,7 @@
    ArcFace training, next to the same network untrained and the generator's baselines
    (random embeddings, raw-pixel cosine).
 3. ``--recipes face_softmax,...``: per example pipeline (examples/<name>.yaml, its
-   hyperparameters with ``--recipe-epochs`` epochs, ``fast`` = RECIPES["fast"]), the job's
+   hyperparameters with ``--recipe-epochs`` epochs), the job's
    images/s (median over epochs after the first), the lfw accuracy mean +- std over the 10
    folds of the exported weights, the job's CPU seconds, next to the raw-pixel and
    untrained-network accuracy on the same pairs (600 by default).
@@ -44,19 +44,11 @@ BACKBONES = {  # name -> train.py arguments (a width multiplier is added)
 }
 
 
-RECIPES = {  # the best small recipe measured on the shared 2-core box (see jobs/README.md)
-    "fast": {"network": "iresnet", "net_units": "1,1,1,1", "width_mult": 0.25, "emb_size": 128,
-             "image_size": "32,32", "dropout": 0, "loss": "cosface", "margin_s": 32,
-             "margin_m3": 0.25, "per_batch_size": 64, "lr": 0.1, "lr_schedule": "cosine",
-             "warmup_epochs": 1, "wd": 0.0005},
-}
-
-
 def recipe(name: str) -> dict:
-    if name in RECIPES:
-        return dict(RECIPES[name])
+    """The hyperparameters of examples/<name>.yaml."""
     import yaml
-    return dict(yaml.safe_load((REPO / "examples" / f"{name}.yaml").read_text())["train"]["hyperparameters"])
+    spec = yaml.safe_load((REPO / "examples" / f"{name}.yaml").read_text())
+    return dict(spec["train"]["hyperparameters"])
 
 
 def run_recipe(name: str, data: Path, out: Path, a) -> dict:
@@ -240,8 +232,8 @@ def main() -> None:
     p.add_argument("--accuracy-network", default="mobilefacenet")
     p.add_argument("--accuracy-epochs", type=int, default=8)
     p.add_argument("--recipes", default="", help="comma list of example pipelines (face_softmax, "
-                   "face_arcface_mobilefacenet, face_arcface_iresnet50, face_triplet) or 'fast': "
-                   "only the recipe table (part 3)")
+                   "face_arcface_mobilefacenet, face_arcface_iresnet50, face_triplet, "
+                   "face_cosface_small): only the recipe table (part 3)")
     p.add_argument("--recipe-epochs", type=int, default=2)
     p.add_argument("--verify-identities", type=int, default=20)
     p.add_argument("--pairs", type=int, default=600)

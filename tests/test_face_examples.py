@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parent.parent
 TRAIN_PY = REPO / "jobs" / "face_recognition" / "train.py"
 SHORT = {"num_epochs": 1, "num_epoch": 1, "epoch_size": 2, "epoch_image_num": None,
          "pretrain_epochs": 1, "export_model": False, "verbose": 0, "frequent": 1,
-         "image_size": "48,48", "per_batch_size": 8}
+         "per_batch_size": 8}
 STRATEGIES = ("batch_all", "batch_random", "batch_min_min", "batch_min_max", "batch_hardest")
 
 
@@ -44,7 +44,9 @@ def run(data, out, hp, **override):
     """train.py with the example's hyperparameters, shortened (SHORT where they set it)."""
     hp = dict(hp)
     hp.update({k: v for k, v in SHORT.items()
-               if k in hp or k in ("epoch_size", "export_model", "image_size", "per_batch_size")})
+               if k in hp or k in ("epoch_size", "export_model", "per_batch_size")})
+    size = min(int(str(hp.get("image_size", "112")).split(",")[0]), 48)
+    hp["image_size"] = f"{size},{size}"
     hp.update(override)
     hp.pop("target", None)   # no pairs in the data folder
     args = [f"--{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in hp.items()
@@ -57,7 +59,7 @@ def run(data, out, hp, **override):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["face_arcface_mobilefacenet", "face_softmax"])
+@pytest.mark.parametrize("name", ["face_arcface_mobilefacenet", "face_softmax", "face_cosface_small"])
 def test_classification_recipes_train(data, tmp_path, name):
     hp = hyperparameters(name)
     metrics, _ = run(data, tmp_path, hp)
