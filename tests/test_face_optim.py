@@ -107,3 +107,48 @@ def test_adamw_decay_is_decoupled_from_the_gradient():
         for _ in range(3):
             o.update(0, w, mx.nd.array([0.3, -0.1]), s)
     assert adamw.asnumpy() == pytest.approx(adam.asnumpy(), rel=1e-5)
+
+
+class FakeMetrics:
+    def __init__(self):
+        self.bests, self.verifications = {}, []
+
+    def add_verification(self, *args):
+        self.verifications.append(args)
+
+    def set_best(self, slot, best):
+        self.bests[slot] = best
+
+
+def phase_run(tmp_path, monkeypatch, across, scores):
+    """Verifier over a pre-training and a final phase whose verifications score `scores`."""
+    import numpy as np
+
+    import evaluation
+    results = iter(scores)
+    monkeypatch.setattr(evaluation, "verify", lambda *a: dict(
+        accuracy=next(results), accuracy_std=0, val=0, val_std=0, far=0, xnorm=1, threshold=1))
+    net = mx.gluon.nn.HybridSequential()
+    net.add(mx.gluon.nn.Flatten(), mx.gluon.nn.Dense(4, in_units=192))
+    net.initialize()
+    targets = [("lfw", np.zeros((4, 8, 8, 3), np.uint8), np.array([True, False]))]
+    v = evaluation.Verifier(targets, net, mx.cpu(), 4, FakeMetrics(), str(tmp_path / "m"),
+                            __import__("logging").getLogger("t"))
+    for phase, epochs in (("pretrain", (0, 1)), ("train", (2, 3))):
+        v.begin_phase(phase, "best" if phase == "train" or across else "pretrain-best")
+        for epoch in epochs:
+            v(epoch, epoch)
+    return v
+
+
+def test_best_is_chosen_within_the_final_phase_and_the_warning(tmp_path, monkeypatch):
+    v = phase_run(tmp_path, monkeypatch, False, [0.6, 0.8, 0.7, 0.75])
+    assert (v.bests["best"]["phase"], v.bests["best"]["epoch"]) == ("train", 3)
+    assert v.bests["pretrain-best"]["accuracy"] == 0.8
+    assert "never beat the pre-training" in v.phase_warning()
+    assert (tmp_path / "m-pretrain-best-0000.params").is_file() and v.restore_best()
+    across = phase_run(tmp_path, monkeypatch, True, [0.6, 0.8, 0.7, 0.75])
+    assert (across.bests["best"]["phase"], across.bests["best"]["epoch"]) == ("pretrain", 1)
+    assert across.phase_warning() is None
+    better = phase_run(tmp_path, monkeypatch, False, [0.6, 0.8, 0.7, 0.85])
+    assert better.phase_warning() is None and better.bests["best"]["epoch"] == 3

@@ -103,6 +103,7 @@ def evaluate_only(args, sync_out):
                                    os.path.join(args.train_url, args.model_prefix), log,
                                    args.select_by)
     metrics.doc["selection"] = verifier.label
+    args.loss = info.get("loss") or "unknown"  # what the package says, not this job's default
     results = verifier("eval", 0, record=False)
     for name, result in results.items():
         metrics.add_verification(name, "eval", 0, result)
