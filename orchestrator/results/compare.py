@@ -4,6 +4,7 @@ differences marked, and the training curves of every run overlaid (``compare.htm
 from __future__ import annotations
 
 import base64
+import os
 from dataclasses import replace
 from pathlib import Path
 
@@ -67,7 +68,7 @@ def write_html(runs: list[RunData], output: Path) -> Path:
             + "\n".join(parts) + "</body></html>\n")
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output.with_name(f".tmp-{output.name}")
+    tmp = output.with_name(f".tmp-{os.getpid()}-{output.name}")
     tmp.write_text(page, encoding="utf-8")
     tmp.replace(output)
     return output

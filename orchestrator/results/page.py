@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import base64
 import html
+import os
 import time
 from pathlib import Path
 
+from ..display import TITLES
 from . import analysis, plots
 from .rundata import RunData, load
 
-TITLES = {"prepare": "Prepare data", "upload": "Upload data", "train": "Train", "import_model": "Import model",
-          "deploy": "Deploy service", "predict": "Predict", "teardown": "Tear down"}
 MAX_THUMBS = 48
 
 CSS = """
@@ -45,7 +45,7 @@ def write(run_dir: str | Path) -> Path:
     """Build ``<run_dir>/report.html`` from the run folder; returns its path."""
     run = load(run_dir)
     target = run.run_dir / "report.html"
-    tmp = target.with_name(".tmp-report.html")
+    tmp = target.with_name(f".tmp-{os.getpid()}-report.html")   # a run's end and `report RUN` may overlap
     tmp.write_text(render(run), encoding="utf-8")
     tmp.replace(target)
     return target
