@@ -48,6 +48,8 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument("--backend", choices=("local", "modelarts"),
                         help="use the profile of config.json with this backend (when --profile is not given)")
         if pipeline:
+            sp.add_argument("-p", "--param", action="append", metavar="NAME=VALUE", dest="params",
+                            help="set a parameter declared under parameters: (repeatable)")
             sp.add_argument("--strict", action="store_true",
                             help="refuse settings this profile would only emulate or ignore (e.g. GPU flavours locally)")
         sp.set_defaults(func=func)
@@ -59,6 +61,8 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("-v", "--verbose", action="store_true", help="show every job log line")
     sp.add_argument("--resume", metavar="RUN", help="continue run RUN (after a crash or Ctrl-C): finished steps are "
                                                     "skipped, a job still running is re-attached, uploads resume")
+    sp.add_argument("--no-cache", action="store_true", help="run every step even when an earlier run's output "
+                                                            "could be reused")
     sp = add("validate", cmd_validate, "check a pipeline file without side effects", True)
     sp = add("plan", cmd_plan, "show the steps, names and emulation notes of a run (no side effects)", True)
     sp.add_argument("--json", action="store_true")
@@ -83,6 +87,8 @@ def _parser() -> argparse.ArgumentParser:
                                                           "(SIGTERM: it tears itself down), then cleaned")
     sp.add_argument("--repair", action="store_true", help="first replace a damaged ledger: keep a copy, recover "
                                                           "every readable row and the runs known from their folders")
+    sp.add_argument("--cache", action="store_true", help="also delete every cached output (prepared data, "
+                                                         "uploaded data, trained models) kept for later runs")
     sp.add_argument("--json", action="store_true")
     sp = sub.add_parser("args", help="list the arguments a training job declares (its arguments.json)")
     sp.add_argument("code_dir", nargs="*", type=Path, help="job folders (default: the project's jobs)")
@@ -109,7 +115,8 @@ def cmd_run(args) -> int:
     console = Console(stderr=args.json)
     display = Display(console, verbose=args.verbose)
     pipeline = Pipeline.from_yaml(args.pipeline, args.config, _profile(args), None if args.json else display,
-                                  resume=args.resume, strict=args.strict, keep=args.keep)
+                                  resume=args.resume, strict=args.strict, keep=args.keep, params=args.params,
+                                  no_cache=args.no_cache)
     if not args.resume:
         for run_id in _unfinished_runs(pipeline.ledger, pipeline.plan.pipeline):
             console.print(f"note: run {run_id} of this pipeline did not finish and left resources: "
@@ -145,19 +152,24 @@ def _unfinished_runs(ledger, pipeline: str) -> list[str]:
 
 def cmd_validate(args) -> int:
     from .factory import load_plan
-    plan, _, _ = load_plan(args.pipeline, args.config, _profile(args), strict=args.strict)
+    plan, _, _ = load_plan(args.pipeline, args.config, _profile(args), strict=args.strict, params=args.params)
     print(f"{args.pipeline}: valid ({len(plan.steps)} steps on the '{plan.profile}' profile, backend {plan.backend})")
     return 0
 
 
 def cmd_plan(args) -> int:
     from .factory import load_plan
-    plan, _, _ = load_plan(args.pipeline, args.config, _profile(args), strict=args.strict)
+    plan, _, _ = load_plan(args.pipeline, args.config, _profile(args), strict=args.strict, params=args.params)
     if args.json:
         print(json.dumps(plan.to_dict(), indent=2))
         return 0
     print(f"pipeline {plan.pipeline}  profile {plan.profile} (backend {plan.backend})  root {plan.root}")
     print(f"run id (new for each run, e.g.): {plan.run_id}")
+    if plan.params:
+        print("parameters: " + ", ".join(f"{n}={v!r}" + (" (-p)" if src == "-p" else "") for n, v, src in plan.params))
+    if plan.cache:
+        print("cache: " + ", ".join(f"{s} {k}" for s, k in plan.cache)
+              + " (an earlier run's output with the same key is reused; --no-cache runs them all)")
     for i, step in enumerate(plan.steps, 1):
         print(f"{i}. {step.title}")
         for detail in step.details:
@@ -324,6 +336,10 @@ def cmd_cleanup(args) -> int:
             print(f"would remove {r['kind']:<14} {r['name']}  (run {r['run_id']})")
         return 0
     deleted, failed = remove(backend, ledger, items, lambda msg: None if args.json else print(msg))
+    if args.cache and not args.dry_run:
+        from .cache import CacheStore, purge
+        purged = purge(CacheStore(backend.root), backend, ledger, lambda msg: None if args.json else print(msg))
+        deleted = deleted + [None] * purged
     for run in ledger.runs(status="running"):
         if not owner_alive(run) and not ledger.live_resources(run.run_id):
             ledger.finish_run(run.run_id, "cleaned")

@@ -12,8 +12,9 @@ from rich.table import Table
 
 from .events import Event
 
-TITLES = {"prepare": "Prepare data", "upload": "Upload data", "train": "Train", "import_model": "Import model",
-          "deploy": "Deploy service", "predict": "Predict", "teardown": "Tear down"}
+TITLES = {"prepare": "Prepare data", "upload": "Upload data", "train": "Train", "evaluate": "Evaluate",
+          "import_model": "Import model", "deploy": "Deploy service", "predict": "Predict",
+          "batch_predict": "Batch predict", "teardown": "Tear down"}
 
 
 class Display:
@@ -93,14 +94,27 @@ class Display:
                 total = f"/{p.num_epochs}" if p.num_epochs else ""
                 self._print(f"    epoch {p.validated}{total} {info}")
 
+    def _on_trial(self, event: Event) -> None:
+        t = event.data["trial"]
+        if self.live:
+            task = self._task(f"trial-{t['number']}", f"  trial {t['number']:02d} " + " ".join(
+                f"{k}={v}" for k, v in t["hyperparameters"].items())[:26], total=t["num_epochs"])
+            value = t["objective"] if t["objective"] is not None else (t["curve"][-1] if t["curve"] else None)
+            info = t["status"] + (f" {t['metric']} {value:.3f}" if value is not None else "")
+            done = t["epochs_done"] if t["status"] == "running" else (t["num_epochs"] or 1)
+            self.progress.update(task, total=t["num_epochs"] or 1, completed=done, info=info)
+        elif t["status"] != "running" or "started" in event.message:
+            self._print(f"    {event.message}")
+
     def _on_log(self, event: Event) -> None:
         if self.verbose or event.step == "teardown":
             self._print(f"    [dim]{event.message}[/dim]")
 
     def _on_prediction(self, event: Event) -> None:
         if self.live:
-            task = self._task("predictions", "  images", total=event.data["total"])
-            self.progress.update(task, completed=event.data["done"])
+            task = self._task(f"predictions-{event.step}", "  images" if event.step == "predict" else "  files",
+                              total=event.data["total"])
+            self.progress.update(task, total=event.data["total"], completed=event.data["done"])
         elif event.data["done"] == event.data["total"] or event.data["done"] % 20 == 0:
             self._print(f"    {event.data['done']}/{event.data['total']} images")
 
@@ -113,8 +127,12 @@ def summary(console: Console, report: dict) -> None:
     table.add_column("time", justify="right")
     table.add_column("result")
     for name, info in report["steps"].items():
-        table.add_row(TITLES.get(name, name), info["status"], f"{info.get('seconds', 0):.1f}s", _result(name, info))
+        status = "cached" if info.get("cached_from") and info["status"] == "succeeded" else info["status"]
+        table.add_row(TITLES.get(name, name), status, f"{info.get('seconds', 0):.1f}s", _result(name, info))
     console.print(table)
+    search = report["steps"].get("train", {}).get("search")
+    if search:
+        _trials_table(console, search)
     if report.get("accuracy") is not None:
         predict = report["steps"]["predict"]
         console.print(f"[bold]Accuracy of the test predictions: {report['accuracy']:.1%}[/bold] "
@@ -137,9 +155,30 @@ def summary(console: Console, report: dict) -> None:
         console.print(f"[red]error: {report['error']}[/red]")
 
 
+def _trials_table(console: Console, search: dict) -> None:
+    table = Table(title=f"{search['algorithm']} search: trials ranked by {search['goal']} {search['metric']}")
+    for column in ("rank", "trial", "hyperparameters", "status", search["metric"], "epochs", "time"):
+        table.add_column(column)
+    for t in search["trials"]:
+        value = t["objective"] if t["objective"] is not None else (max(t["curve"]) if t["curve"] else None)
+        table.add_row(str(t["rank"]), f"{t['number']:02d}", " ".join(f"{k}={v}" for k, v in t["hyperparameters"].items()),
+                      t["status"] + (" (reused)" if t["resumed"] else ""), f"{value:.4f}" if value is not None else "-",
+                      str(len(t["curve"])), f"{t['seconds'] or 0:.1f}s")
+    console.print(table)
+
+
 def _result(name: str, info: dict) -> str:
+    if info.get("status") == "skipped":
+        return info.get("reason", "")
+    if info.get("cached_from"):
+        text = _result(name, {k: v for k, v in info.items() if k != "cached_from"})
+        return f"reused from run {info['cached_from']}" + (f"; {text}" if text else "")
     if name == "upload" and "files" in info:
         return f"{info['files']} files, {info['skipped']} unchanged, {info['bytes'] / 1e6:.1f} MB"
+    if name == "train" and info.get("search", {}).get("best_trial"):
+        s = info["search"]
+        best = next(t for t in s["trials"] if t["number"] == s["best_trial"])
+        return f"best of {len(s['trials'])} trials: {best['number']:02d}, {s['metric']} {best['objective']:.3f}"
     if name == "train" and info.get("metrics"):
         m = info["metrics"]
         labels = {"train_accuracy": "train accuracy", "val_accuracy": info.get("selection", "val accuracy")}
@@ -155,6 +194,11 @@ def _result(name: str, info: dict) -> str:
                  f", embeddings within {o['embedding_max_abs_diff']:.3f}" if o.get("embedding_max_abs_diff") is not None
                  else "")
         return f"serving {o['mode']}{agree}"
+    if name == "evaluate" and info.get("metrics"):
+        m = info["metrics"]
+        return f"{m['count']} images, accuracy {m['accuracy']:.1%}, top-5 {m['top5_accuracy']:.1%}"
+    if name == "batch_predict" and "count" in info:
+        return f"{info['count']} files, {info['errors']} errors -> {info['output']}"
     if name == "deploy" and info.get("url"):
         return info["url"]
     if name == "predict" and "count" in info:

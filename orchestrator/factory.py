@@ -21,8 +21,9 @@ import yaml
 from .backends.base import Backend
 from .errors import UserError
 from .ledger import Ledger
+from .params import parse_overrides
 from .plan import Plan, build_plan
-from .spec import ConfigSpec, LocalProfile, load_config, load_pipeline
+from .spec import ConfigSpec, LocalProfile, load_config, load_pipeline_params
 
 
 def find_config(explicit: Path | None, pipeline_path: Path | None = None) -> Path | None:
@@ -66,26 +67,33 @@ def ledger_for(backend: Backend) -> Ledger:
 
 
 def load_plan(pipeline_path: Path, config_path: Path | None, profile: str | None,
-              run_id: str | None = None, strict: bool = False, keep: bool = False) -> tuple[Plan, ConfigSpec, Path]:
-    spec = load_pipeline(pipeline_path)
+              run_id: str | None = None, strict: bool = False, keep: bool = False,
+              params: dict | list | None = None, no_cache: bool = False) -> tuple[Plan, ConfigSpec, Path]:
+    """``params``: parameter values, ``{"lr": 0.05}`` or ``["lr=0.05"]`` (``run -p``);
+    ``no_cache``: no step reuses an earlier run's output."""
+    overrides = parse_overrides(params) if isinstance(params, list) else params
+    spec, resolved = load_pipeline_params(pipeline_path, overrides)
     config, config_dir = config_and_dir(config_path, pipeline_path)
     plan = build_plan(spec, config, spec_path=pipeline_path, config_dir=config_dir, profile=profile, run_id=run_id,
-                      strict=strict, keep=keep)
+                      strict=strict, keep=keep, params=resolved, no_cache=no_cache)
     return plan, config, config_dir
 
 
 def open_run(pipeline_path: Path, config_path: Path | None, profile: str | None, resume: str | None = None,
-             strict: bool = False, keep: bool = False) -> tuple[Plan, Backend, Ledger, ConfigSpec]:
+             strict: bool = False, keep: bool = False, params: dict | list | None = None,
+             no_cache: bool = False) -> tuple[Plan, Backend, Ledger, ConfigSpec]:
     """The plan, backend and ledger of a new run, or of continuing run ``resume`` (an id or
     unique prefix); ``Pipeline.from_yaml`` puts them together."""
-    plan, config, config_dir = load_plan(pipeline_path, config_path, profile, strict=strict, keep=keep)
+    plan, config, config_dir = load_plan(pipeline_path, config_path, profile, strict=strict, keep=keep,
+                                         params=params, no_cache=no_cache)
     config = resolve_tracking(config, config_dir)
     backend = make_backend(config, config_dir, plan.profile)
     backend.preflight((plan.bucket,))      # cloud: bad credentials or a missing bucket fail now, not mid-run
     ledger = ledger_for(backend)
     if resume:
         run = resumable_run(ledger, resume, plan.pipeline)
-        plan, _, _ = load_plan(pipeline_path, config_path, profile, run_id=run.run_id, keep=keep)
+        plan, _, _ = load_plan(pipeline_path, config_path, profile, run_id=run.run_id, keep=keep, params=params,
+                               no_cache=no_cache)
     return plan, backend, ledger, config
 
 

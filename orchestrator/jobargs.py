@@ -29,15 +29,17 @@ def declaration(code_dir: Path) -> dict | None:
         raise UserError(str(exc), hint="fix the file: see the format in jobs/common/arguments.py")
 
 
-def check(code_dir: Path, hyperparameters: dict, where: Callable[[str], str]) -> str | None:
+def check(code_dir: Path, hyperparameters: dict, where: Callable[[str], str],
+          section: str = "train.hyperparameters") -> str | None:
     """Raise UserError for the first hyperparameter the job does not accept; return a plan
-    note when the job declares nothing (its hyperparameters are then not checked)."""
+    note when the job declares nothing (its hyperparameters are then not checked).
+    ``section`` is the key path named in errors (a search's trials: ``train.search.space``)."""
     decl = declaration(code_dir)
     if decl is None:
         return (f"hyperparameters are not checked: {code_dir} has no {job_args.DECLARATION} declaring its "
                 f"arguments (see {DOC})") if hyperparameters else None
     for name, value in hyperparameters.items():
-        key = f"train.hyperparameters.{name}"
+        key = f"{section}.{name}"
         entry = job_args.find(decl, name)
         if entry is None:
             raise UserError(f"{key}: {_unknown(decl, name, code_dir)}", where=where(key),

@@ -29,7 +29,7 @@ def backend_notes(spec: PipelineSpec, config: ConfigSpec, prof, job: JobSpec,
     engine, which current regions may not have: a note (an error with ``--strict``)."""
     flavors = ((job.flavor, "training"), (spec.service.flavor, "service"))
     preset = image_notes(prof, job, model)
-    if prof.backend == "modelarts" and not _on_this_machine(prof.endpoints()[0]):
+    if prof.backend == "modelarts" and not on_this_machine(prof):
         return [f"{what} flavour '{f}' is not in config.json's flavors; ModelArts checks it on creation"
                 for f, what in flavors if f not in config.flavors], preset
     info, emulated = [], list(preset)
@@ -69,8 +69,11 @@ def image_notes(prof, job: JobSpec, model: ModelSpec) -> list[str]:
             "train.image and model.image, or the profile's image (docs/modelarts.md)"]
 
 
-def _on_this_machine(url: str) -> bool:
-    host = (urlsplit(url).hostname or "").lower()
+def on_this_machine(prof) -> bool:
+    """Whether a profile's jobs run on this machine (local, or the ModelArts emulator)."""
+    if prof.backend == "local":
+        return True
+    host = (urlsplit(prof.endpoints()[0]).hostname or "").lower()
     return host in ("localhost", "::1") or host.startswith("127.")
 
 

@@ -21,12 +21,14 @@ from typing import Callable
 
 from . import datatools, factory, failpoints, model_package, predictions
 from .backends.base import Backend, BackendError, JobRef, ModelRef, ServiceRef
+from .cache import CacheStore
 from .errors import Interrupted, StepFailed, UserError
 from .files import write_json
 from .events import Event
 from .ledger import Ledger
+from .pipeline_workflow import WorkflowSteps
 from .optimize import convert_package, summary as optimize_summary
-from .plan import STEPS, Plan
+from .plan import Plan
 from .reconcile import teardown_run
 from .resume import EarlierAttempt
 from .report import Report
@@ -35,7 +37,7 @@ from .tasks import DataTool
 from .tracking import FollowTimeout, JobFollower, Tracker
 
 
-class Pipeline:
+class Pipeline(WorkflowSteps):
     def __init__(self, plan: Plan, backend: Backend, ledger: Ledger, on_event: Callable[[Event], None] | None = None,
                  poll_interval: float = 0.5, resume: bool = False, tracking=None):
         self.plan, self.backend, self.ledger = plan, backend, ledger
@@ -49,29 +51,38 @@ class Pipeline:
         self.job: JobRef | None = None
         self.model: ModelRef | None = None
         self.service: ServiceRef | None = None
+        self.metrics: dict[str, dict] = {}     # step -> metrics, for when: conditions
+        self.cache = CacheStore(plan.root)
+        self._prefixes: set[str] = set()       # object prefixes already in the ledger
         self._torn_down = False
 
     # construction helpers for notebooks and the CLI
     @classmethod
     def from_yaml(cls, path: str | os.PathLike, config: str | os.PathLike | None = None, profile: str | None = None,
                   on_event: Callable[[Event], None] | None = None, resume: str | None = None,
-                  strict: bool = False, keep: bool = False) -> "Pipeline":
+                  strict: bool = False, keep: bool = False, params: dict | list | None = None,
+                  no_cache: bool = False) -> "Pipeline":
         """A pipeline for a new run of the file, or for continuing run ``resume`` (an id or unique
-        prefix); ``keep`` leaves everything running at the end (teardown.when: never)."""
+        prefix); ``keep`` leaves everything running at the end (teardown.when: never). ``params``
+        set parameters declared under ``parameters:`` (as ``run -p``, e.g. ``{"lr": 0.05}``);
+        ``no_cache`` runs every step even when an earlier run's output could be reused."""
         plan, backend, ledger, cfg = factory.open_run(Path(path), Path(config) if config else None, profile,
-                                                      resume, strict, keep)
+                                                      resume, strict, keep, params, no_cache)
         return cls(plan, backend, ledger, on_event, poll_interval=cfg.poll_interval, resume=bool(resume),
                    tracking=cfg.tracking)
 
     @classmethod
     def from_dict(cls, spec: dict, base_dir: str | os.PathLike = ".", config: str | os.PathLike | None = None,
-                  profile: str | None = None, on_event: Callable[[Event], None] | None = None) -> "Pipeline":
+                  profile: str | None = None, on_event: Callable[[Event], None] | None = None,
+                  params: dict | None = None, no_cache: bool = False) -> "Pipeline":
         with factory.spec_file(spec, Path(base_dir)) as path:
-            return cls.from_yaml(path, config, profile, on_event)
+            return cls.from_yaml(path, config, profile, on_event, params=params, no_cache=no_cache)
 
     # the steps
     def prepare(self) -> Path:
         with self._step("prepare") as info:
+            if self._cache_hit("prepare", info, lambda e: {"data": replace(self.plan.data, work_dir=Path(e.location))}):
+                return self.plan.data.packed_dir
             data = self.plan.data
             with self.tracker.track("temp_dir", str(data.work_dir)) as made:
                 data.work_dir.mkdir(parents=True, exist_ok=True)
@@ -81,26 +92,38 @@ class Pipeline:
                 return data.packed_dir
             for tool in data.tools:           # the task's data tools (none for .rec files or raw data)
                 self._tool(tool)
+            if self.plan.cache_key("prepare"):
+                self.cache.keep_prepared(self.plan.cache_key("prepare"), data.work_dir, self.plan.run_id)
             return data.packed_dir
 
     def upload(self) -> str:
         self._need("prepare")
         with self._step("upload") as info:
-            prefix, data = self.plan.run_prefix, self.plan.data
-            with self.tracker.track("object_prefix", prefix) as made:   # unchanged files are skipped: resumes
-                stats = self.backend.storage.put(str(data.packed_dir), data.data_uri)
-                if data.mode == "prepared" and data.labels and not (data.packed_dir / "labels.txt").is_file():
-                    labels = data.work_dir / "labels.txt"   # data.labels, for jobs that read the class names
-                    labels.write_text("".join(name + "\n" for name in data.labels))
-                    self.backend.storage.put(str(labels), data.data_uri + "labels.txt")
-                made.created(prefix)
+            if self._cache_hit("upload", info, lambda e: {"data": replace(self.plan.data, data_uri=e.location),
+                                                          "job": replace(self.plan.job, data_url=e.location)}):
+                return self.plan.data.data_uri
+            data = self.plan.data
+            uri = data.data_uri    # under the run's prefix, or its own cached one (see cache.py)
+            rid = self._record_prefix(uri if self.plan.cache_key("upload") else self.plan.run_prefix)
+            stats = self.backend.storage.put(str(data.packed_dir), uri)   # unchanged files are skipped: resumes
+            if data.mode == "prepared" and data.labels and not (data.packed_dir / "labels.txt").is_file():
+                labels = data.work_dir / "labels.txt"   # data.labels, for jobs that read the class names
+                labels.write_text("".join(name + "\n" for name in data.labels))
+                self.backend.storage.put(str(labels), uri + "labels.txt")
             info.update(files=stats.files, skipped=stats.skipped, bytes=stats.bytes)
-            return self.plan.data.data_uri
+            self._cache_keep("upload", uri, rid)
+            return uri
 
     def train(self) -> JobRef:
         self._need("upload")
         with self._step("train") as info:
+            if self.plan.search is not None:
+                return self._search(info)
+            if self._cache_hit("train", info, lambda e: self._output_at(e.location)):
+                info["metrics"] = self.metrics["train"] = self._job_metrics().get("final", {})
+                return None
             spec = self.plan.job
+            prefix_rid = self._record_prefix(spec.train_url)
             self.job = self.earlier.reuse("job", spec.name, "train", lambda row: JobRef(row.ref_id, row.name))
             if self.job is not None:
                 info["resumed"] = "re-attached to the earlier job"
@@ -113,13 +136,28 @@ class Pipeline:
                 raise StepFailed("train", f"job {spec.name} {state.phase.lower()}: {state.reason}",
                                  log=str(self.plan.run_dir / "logs" / "train.log"))
             doc = self._job_metrics()
-            info["metrics"] = doc.get("final", {})
+            info["metrics"] = self.metrics["train"] = doc.get("final", {})
             for key in ("selection", "phases", "best", "warnings"):  # face job: what was exported and why
                 if doc.get(key):
                     info[key] = doc[key]
+            self._cache_keep("train", spec.train_url, prefix_rid)
             return self.job
 
-    def import_model(self) -> ModelRef:
+    def evaluate(self) -> dict | None:
+        """Score the trained model on held-out images without a service (``evaluate:``);
+        its metrics are ``evaluate.metrics.*`` in conditions."""
+        if self.plan.evaluate is None:
+            raise UserError("the pipeline has no evaluate section")
+        self._need("train")
+        with self._step("evaluate") as info:
+            from .batch.steps import evaluate
+            metrics = evaluate(self, info)
+            self.metrics["evaluate"] = info["metrics"]
+            return metrics
+
+    def import_model(self) -> ModelRef | None:
+        if self._skipped("import_model", "train"):
+            return None
         self._need("train")
         with self._step("import_model") as info:
             spec = self.plan.model
@@ -129,8 +167,8 @@ class Pipeline:
                 info["resumed"] = True
                 return self.model
             if self.plan.model_code:   # model/ = training output + model.inference_code (under the run prefix)
-                info["files"] = model_package.assemble(self.backend.storage, self.plan.output_uri, self.plan.model_code,
-                                                       self.plan.data.work_dir, spec.source_location)
+                self._record_prefix(spec.source_location)
+                info["files"] = self._assemble_model()
             if self.plan.optimize.mode != "fp32":
                 info["optimize"] = convert_package(self.plan.optimize, self.plan.data,
                                                    spec.source_location.rstrip("/") + "/model/", self.backend.storage,
@@ -149,7 +187,9 @@ class Pipeline:
                 made.created(self.model.id)
             return self.model
 
-    def deploy(self) -> ServiceRef:
+    def deploy(self) -> ServiceRef | None:
+        if self._skipped("deploy", "import_model"):
+            return None
         self._need("import_model")
         with self._step("deploy") as info:
             spec = self.plan.service
@@ -167,7 +207,9 @@ class Pipeline:
             info["url"] = self.service.url
             return self.service
 
-    def predict(self) -> dict:
+    def predict(self) -> dict | None:
+        if self._skipped("predict", "deploy"):
+            return None
         self._need("deploy")
         with self._step("predict") as info:
             cases = predictions.cases(self.plan)
@@ -195,6 +237,18 @@ class Pipeline:
                 raise StepFailed("predict", f"accuracy {summary['accuracy']:.1%} is below min_accuracy {minimum:.0%}")
             return summary
 
+    def batch_predict(self) -> dict | None:
+        """Every file of ``batch_predict.input`` through the model in worker processes, one
+        JSON line per file; resumable. Skipped when the model was not imported."""
+        if self.plan.batch is None:
+            raise UserError("the pipeline has no batch_predict section")
+        if self._skipped("batch_predict", "import_model"):
+            return None
+        self._need("train")
+        with self._step("batch_predict") as info:
+            from .batch.steps import batch_predict
+            return batch_predict(self, info)
+
     def teardown(self) -> dict:
         """Delete everything this run created, newest first. Idempotent; never raises for
         a resource that is already gone; failures are reported and left for ``cleanup``."""
@@ -212,8 +266,8 @@ class Pipeline:
         """All steps, then teardown per ``teardown.when``; returns the report. Re-raises the
         first failure (after teardown) so callers see why the run failed."""
         with self:
-            for name in STEPS[:-1]:
-                getattr(self, name)()
+            for step in self.plan.steps[:-1]:
+                getattr(self, step.name)()
         return self.report.data
 
     # context manager: teardown on exit, also on Ctrl-C and SIGTERM
@@ -325,6 +379,12 @@ class Pipeline:
         except OSError:   # e.g. a full disk: the line below still says what went wrong
             pass
         self._emit("log", "teardown", message.splitlines()[0])
+
+    def _assemble_model(self) -> list[str]:
+        """model/ from the training output + model.inference_code, built in the run folder
+        (the prepared data may be a cached folder other runs read)."""
+        return model_package.assemble(self.backend.storage, self.plan.output_uri, self.plan.model_code,
+                                      self.plan.run_dir / "package", self.plan.model.source_location)
 
     def _keep_model_copy(self) -> None:
         target = self.plan.run_dir / "model"

@@ -6,19 +6,23 @@ from __future__ import annotations
 import os
 import secrets
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from . import jobargs
 from .backends.base import TTL_HINT, JobSpec, ModelSpec, ServiceConfig, ServiceSpec, service_ttl_problem
+from .cache import cache_keys
 from .errors import UserError
-from .notes import backend_notes
+from .notes import backend_notes, on_this_machine
 from .optimize import OptimizePlan
 from .dataplan import DataPlan, check_label_names, data_plan, prepare_details
-from .spec import ConfigSpec, PipelineSpec, TeardownSection
+from .params import Resolved
+from .spec import BatchPredictSection, ConfigSpec, EvaluateSection, PipelineSpec, TeardownSection
 from .specpaths import existing_dir, existing_path, resolve, where
 from .stepkeys import step_keys
 from .tasks import REPO_ROOT, TASKS, TOOLS_DIR, shipped_with
+from .workflow import (SearchPlan, check_conditions, check_offline_steps, job_arg, known_metrics, search_plan,
+                       workflow_steps)
 
 STEPS = ("prepare", "upload", "train", "import_model", "deploy", "predict", "teardown")
 
@@ -60,9 +64,21 @@ class Plan:
     optimize: OptimizePlan = OptimizePlan()   # model.optimize: what the import step converts
     bucket: str = ""                          # the OBS bucket of every object of the run
     run_prefix: str = ""                      # obs://<bucket>/<pipeline>/<run id>/: data/, output/, model-package/ below it
+    params: tuple[tuple[str, object, str], ...] = ()   # (name, value, "default" | "-p")
+    conditions: tuple[tuple[str, str], ...] = ()       # (step, when): see conditions.py
+    search: SearchPlan | None = None
+    cache: tuple[tuple[str, str], ...] = ()            # (step, cache key) of the steps that may be cached
+    evaluate: EvaluateSection | None = None
+    batch: BatchPredictSection | None = None
 
     def key(self, step: str) -> str:
         return dict(self.keys).get(step, "")
+
+    def cache_key(self, step: str) -> str | None:
+        return dict(self.cache).get(step)
+
+    def condition(self, step: str) -> str | None:
+        return dict(self.conditions).get(step)
 
     @property
     def steps_keyed(self) -> frozenset[str]:
@@ -84,17 +100,22 @@ def new_run_id(now: float | None = None) -> str:
 
 def build_plan(spec: PipelineSpec, config: ConfigSpec, *, spec_path: Path, config_dir: Path,
                profile: str | None = None, run_id: str | None = None, strict: bool = False,
-               keep: bool = False) -> Plan:
+               keep: bool = False, params: Resolved | None = None, no_cache: bool = False) -> Plan:
     """Decide names, paths and emulation notes. Raises ``UserError`` for what cannot run,
     and with ``strict`` for settings this profile would only emulate or ignore. ``keep``
-    (``run --keep``) leaves everything running: teardown.when becomes 'never'."""
+    (``run --keep``) leaves everything running: teardown.when becomes 'never'. ``params``
+    are the parameter values the spec was built with; ``no_cache`` turns caching off."""
     profile_name, prof = config.profile(profile or spec.profile)
     run_id = run_id or new_run_id()
     base = spec_path.resolve().parent
     root = (config_dir / os.path.expanduser(prof.root)).resolve()
     prefix = f"obs://{spec.bucket}/{spec.name}/{run_id}"
+    cached_prefix = f"obs://{spec.bucket}/{spec.name}/cache/{run_id}"   # outlives the run: see cache.py
+    cache_data = spec.data.cache and not no_cache
+    cache_train = spec.train.cache and not no_cache and spec.train.search is None
 
-    data = data_plan(spec, base, spec_path, work_dir=root / "tmp" / run_id, data_uri=f"{prefix}/data/")
+    data = data_plan(spec, base, spec_path, work_dir=root / "tmp" / run_id,
+                     data_uri=f"{cached_prefix if cache_data else prefix}/data/")
     if spec.predict.images == "holdout" and data.mode == "raw":
         raise UserError(f"data.source {data.source_dir} is uploaded as it is (raw data), so no images are held out "
                         "for the predict step", where=where(spec_path, "predict.images"),
@@ -132,8 +153,8 @@ def build_plan(spec: PipelineSpec, config: ConfigSpec, *, spec_path: Path, confi
                                       fallback=REPO_ROOT)),)
     job = JobSpec(
         name=f"{spec.name}-{run_id}-train", run_id=run_id, code_dir=str(code_dir), boot_file=spec.train.boot_file,
-        data_url=data.data_uri, train_url=f"{prefix}/output/",
-        hyperparameters=tuple((k, _arg(v)) for k, v in spec.train.hyperparameters.items()),
+        data_url=data.data_uri, train_url=f"{cached_prefix if cache_train else prefix}/output/",
+        hyperparameters=tuple((k, job_arg(v)) for k, v in spec.train.hyperparameters.items()),
         flavor=spec.train.flavor, instance_count=spec.train.instance_count,
         envs=tuple(spec.train.envs.items()), max_runtime_s=spec.train.max_runtime,
         include_dirs=include, image=_image(spec.train.image, prof), shipped=shipped_with(code_dir))
@@ -173,8 +194,25 @@ def build_plan(spec: PipelineSpec, config: ConfigSpec, *, spec_path: Path, confi
         shown = ", ".join(skipped[:5]) + (f" and {len(skipped) - 5} more" if len(skipped) > 5 else "")
         plan_args["notes"] = notes + (f"train.code_dir: {len(skipped)} entr{'y is' if len(skipped) == 1 else 'ies are'} "
                                       f"not a regular file (symlink, pipe, device) and not read: {shown}",)
-    return Plan(**plan_args, steps=_steps(spec, data, job, model, service, predict, model_code, optimize),
-                keys=tuple(keys.items()))
+    at = lambda key: where(spec_path, key)   # noqa: E731
+    metrics = known_metrics(code_dir, REPO_ROOT)
+    values = dict(params.values) if params else {}
+    conditions = check_conditions(spec, values, metrics, at)
+    check_offline_steps(spec, base, at)
+    search = search_plan(spec, job, prefix, on_this_machine(prof), metrics, at)
+    cache = cache_keys(keys["prepare"], profile_name, spec.bucket, job)
+    enabled = {"prepare": cache_data and data.mode not in ("prepared", "raw"), "upload": cache_data,
+               "train": cache_train}
+    plan_args.update(params=tuple((k, v, params.sources[k]) for k, v in values.items()), conditions=conditions,
+                     search=search, cache=tuple((step, key) for step, key in cache.items() if enabled[step]),
+                     evaluate=spec.evaluate, batch=spec.batch_predict)
+    steps = workflow_steps(spec, _steps(spec, data, job, model, service, predict, model_code, optimize), model,
+                           search, conditions)
+    if plan_args["cache"]:
+        steps = steps[:-1] + (replace(steps[-1], details=steps[-1].details + (
+            f"keeps the {', '.join(s for s, _ in plan_args['cache'])} outputs for later runs "
+            f"(obs://{spec.bucket}/{spec.name}/cache/, {root / 'cache'}; `cleanup --cache` removes them)",)),)
+    return Plan(**plan_args, steps=steps, keys=tuple(keys.items()))
 
 
 def _image(chosen: str | None, prof) -> str:
@@ -209,12 +247,6 @@ def _steps(spec, data: DataPlan, job: JobSpec, model: ModelSpec, service: Servic
         Step("teardown", "Tear down", (f"when: {spec.teardown.when}; deletes service, model, job, "
                                        f"objects under obs://{spec.bucket}/{spec.name}/<run>/ and temporary folders",)),
     )
-
-
-def _arg(value) -> str:
-    if isinstance(value, bool):
-        return "True" if value else "False"
-    return str(value)
 
 
 def _jsonable(value):

@@ -16,13 +16,19 @@ IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp"}
 
 def cases(plan) -> list[dict]:
     """[{"path", "expected"}]: expected is the true label name, or None when unknown."""
-    if plan.predict.images == "holdout":
-        found = _holdout(plan.data.packed_dir, plan.data.images_dir)
-    else:
-        found = _folder(Path(plan.predict.images))   # resolved by the plan
+    found = cases_in(plan, plan.predict.images)   # a folder resolved by the plan
     if not found:
         raise UserError("no images to predict", hint="check predict.images and data.test_ratio")
     return found[: plan.predict.limit] if plan.predict.limit else found
+
+
+def cases_in(plan, images: str) -> list[dict]:
+    """The held-out images (``"holdout"``) or the images of a folder or file, labelled by
+    their sub-folder when they have one (relative paths: from the pipeline file's folder)."""
+    if images == "holdout":
+        return _holdout(plan.data.packed_dir, plan.data.images_dir)
+    root = Path(images).expanduser()
+    return _folder(root if root.is_absolute() else plan.spec_path.parent / root)
 
 
 def _holdout(packed: Path, images: Path) -> list[dict]:

@@ -36,7 +36,8 @@ class Report:
             info["error"] = _short(exc)
             raise
         else:
-            info["status"] = "succeeded"
+            if info["status"] == "running":     # a step may end as "skipped"
+                info["status"] = "succeeded"
         finally:
             info["seconds"] = round(time.perf_counter() - start, 3)
             emit("step_end", name, info["status"], **info)
@@ -64,6 +65,7 @@ class Report:
                 "started_at": self.started_at, "ended_at": self.ended_at,
                 "seconds": round((self.ended_at or time.time()) - self.started_at, 3),
                 "accuracy": predict.get("accuracy"), "steps": self.steps, "notes": list(self.plan.notes),
+                "parameters": {name: {"value": value, "source": source} for name, value, source in self.plan.params},
                 "resources": {"job": self.plan.job.name, "model": self.plan.model.name,
                               "service": self.plan.service.name, "objects": self.plan.run_prefix},
                 "paths": self.paths, **({"tracking": self.tracking} if self.tracking else {})}

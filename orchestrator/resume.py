@@ -31,13 +31,14 @@ class EarlierAttempt:
     def step_done(self, step: str) -> bool:
         return self.enabled and self.ledger.step_done(self.plan.run_id, step, self.plan.key(step))
 
-    def reuse(self, kind: str, name: str, step: str, make_ref):
-        """A ref to what the earlier attempt made for ``step`` if still usable: a job that is
-        running or completed, a model or service the backend still lists. Else None."""
+    def reuse(self, kind: str, name: str, step: str, make_ref, key: str | None = None):
+        """A ref to what the earlier attempt made for ``step`` (with ``key``, default the
+        step's key) if still usable: a job that is running or completed, a model or
+        service the backend still lists. Else None."""
         row = self.row(kind, name)
         if row is None:
             return None
-        if row.state == "created" and row.detail.get("key") == self.plan.key(step):
+        if row.state == "created" and row.detail.get("key") == (key or self.plan.key(step)):
             ref = make_ref(row)
             if self._alive(kind, ref, row.ref_id):
                 return ref

@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .errors import UserError
+from .params import Resolved, resolve
 from .tasks import TASKS
 from .yamlsource import line_of, load_with_lines
 
@@ -91,6 +92,43 @@ class DataSpec(Strict):
     resize: int = Field(72, ge=0, le=2048, description="shorter edge when packing RecordIO; 0 keeps the size")
     quality: int = Field(90, ge=1, le=100)
     workers: int = Field(2, ge=1, le=64)
+    cache: bool = Field(True, description="reuse prepared and uploaded data of an earlier run with the same key "
+                                          "while it still exists (run --no-cache: never)")
+
+
+class ChoicesSpec(Strict):
+    choices: list[Scalar] = Field(min_length=1)
+
+
+class RangeSpec(Strict):
+    range: tuple[float, float] = Field(description="[low, high]; random search samples it, grid search takes "
+                                                   "'steps' values")
+    log: bool = Field(False, description="sample on a log scale (low > 0)")
+    type: Literal["float", "int"] = "float"
+    steps: int = Field(3, ge=2, le=100, description="grid values of a range")
+
+
+class ObjectiveSpec(Strict):
+    metric: str = Field("val_accuracy", description="a metric of the job's metrics.json 'final'")
+    goal: Literal["max", "min"] = "max"
+
+
+class EarlyStoppingSpec(Strict):
+    rule: Literal["median"] = Field("median", description="stop a trial whose best objective so far is worse than "
+                                                          "the median of the other trials at the same epoch")
+    min_epochs: int = Field(2, ge=1, description="never stop a trial before this many epochs")
+    min_trials: int = Field(3, ge=1, description="completed curves needed before the rule applies")
+
+
+class SearchSpec(Strict):
+    algorithm: Literal["grid", "random"] = "random"
+    space: dict[str, Union[ChoicesSpec, RangeSpec]] = Field(
+        min_length=1, description="hyperparameter: {choices: [..]} or {range: [low, high], log: true, type: int}")
+    trials: int = Field(6, ge=1, le=1000, description="trials (grid: at most this many grid points)")
+    max_parallel: int = Field(2, ge=1, le=64)
+    seed: int = 0
+    objective: ObjectiveSpec = ObjectiveSpec()
+    early_stopping: EarlyStoppingSpec | None = None
 
 
 class TrainSpec(Strict):
@@ -111,6 +149,10 @@ class TrainSpec(Strict):
     image: str | None = Field(None, pattern=IMAGE, description=IMAGE_HELP + "the job runs in it instead of the "
                               "preset MXNet engine (default: the profile's image); the local backend runs the "
                               "same runtime without it")
+    cache: bool = Field(True, description="reuse the output of an earlier completed job with the same key (code, "
+                                          "data, hyperparameters, flavour) while it still exists")
+    search: SearchSpec | None = Field(None, description="hyperparameter search: one training job per trial; "
+                                                        "the best trial's output goes on to import")
 
     _duration = field_validator("max_runtime", mode="before")(lambda v: parse_duration(v))
 
@@ -123,8 +165,13 @@ class TrainSpec(Strict):
         return value
 
 
+WHEN = Field(None, description="a condition over metrics of earlier steps, e.g. 'train.metrics.val_accuracy "
+                               ">= 0.9'; the step (and those needing it) is skipped when it is false")
+
+
 class ModelSection(Strict):
     name: str | None = Field(None, pattern=NAME)
+    when: str | None = WHEN
     version: str = Field("0.0.1", pattern=r"^\d+\.\d+\.\d+$")
     model_algorithm: str = Field("image_classification", description="default: face_recognition when data.task is face")
     runtime: str | None = Field(None, description="the model's runtime: python2.7, python3.6 or python3.7 (ModelArts' "
@@ -156,6 +203,7 @@ class ModelSection(Strict):
 
 class ServiceSection(Strict):
     name: str | None = Field(None, pattern=NAME)
+    when: str | None = WHEN
     flavor: str = "modelarts.vm.cpu.2u"
     instance_count: int = Field(1, ge=1, le=16)
     envs: dict[str, str] = {}
@@ -173,6 +221,26 @@ class PredictSection(Strict):
     min_accuracy: float | None = Field(None, ge=0.0, le=1.0, description="fail the run below this accuracy")
     max_error_rate: float = Field(0.0, ge=0.0, le=1.0, description="fail the run when more than this share of "
                                   "the requests get an error (default 0: any error fails it)")
+    when: str | None = WHEN
+
+
+class EvaluateSection(Strict):
+    """Runs the exported model over a labelled held-out set in worker processes, through the
+    package's customize_service.py, without a service: accuracy, top-5, per class, confusion."""
+    images: str = Field("holdout", description="'holdout' or a folder with one sub-folder of images per class")
+    workers: int = Field(2, ge=1, le=32)
+    limit: int | None = Field(None, ge=1)
+
+
+class BatchPredictSection(Strict):
+    """ModelArts-style batch inference: every file under a folder or obs:// prefix, one JSON
+    line per file, in parallel worker processes; resumable."""
+    input: str = Field("holdout", description="'holdout', a local folder, or an obs:// prefix")
+    output: str | None = Field(None, description="obs:// prefix or local folder for predictions.jsonl "
+                                                 "(default: the run folder)")
+    workers: int = Field(2, ge=1, le=32)
+    limit: int | None = Field(None, ge=1)
+    when: str | None = WHEN
 
 
 class TeardownSection(Strict):
@@ -184,6 +252,8 @@ class PipelineSpec(Strict):
     """The whole of ``pipeline.yaml``."""
     name: str = Field(pattern=NAME, description="lower-case letters, digits and '-'")
     description: str = ""
+    parameters: dict[str, Any] = Field({}, description="typed defaults: 'name: default' or 'name: {type, default, "
+                                                       "description}'; use as ${params.name}, override with run -p")
     profile: str | None = Field(None, description="a profile of config.json; default: its default_profile")
     bucket: str = Field("orchestrator-demo", pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
     data: DataSpec = DataSpec()
@@ -191,6 +261,8 @@ class PipelineSpec(Strict):
     model: ModelSection = ModelSection()
     service: ServiceSection = ServiceSection()
     predict: PredictSection = PredictSection()
+    evaluate: EvaluateSection | None = Field(None, description="score the trained model offline (after train)")
+    batch_predict: BatchPredictSection | None = Field(None, description="batch inference (after predict)")
     teardown: TeardownSection = TeardownSection()
 
 
@@ -285,8 +357,18 @@ class ConfigSpec(Strict):
         return chosen, self.profiles[chosen]
 
 
-def load_pipeline(path: Path) -> PipelineSpec:
-    return _validate(PipelineSpec, path)
+def load_pipeline(path: Path, overrides: dict[str, str] | None = None) -> PipelineSpec:
+    return load_pipeline_params(path, overrides)[0]
+
+
+def load_pipeline_params(path: Path, overrides: dict[str, str] | None = None) -> tuple[PipelineSpec, Resolved]:
+    """The spec with ``${params.NAME}`` substituted (``overrides`` from ``run -p``) and the
+    parameter values used."""
+    data, lines = load_with_lines(path)
+    if not isinstance(data, dict):
+        raise UserError("the top level must be a mapping of keys", where=f"{path}:1")
+    resolved = resolve(data, lines, path, overrides)
+    return _validate(PipelineSpec, path, (resolved.data, lines), resolved), resolved
 
 
 def load_config(path: Path | None) -> ConfigSpec:
@@ -300,18 +382,31 @@ def pipeline_json_schema() -> dict:
     return schema
 
 
-def _validate(model: type[BaseModel], path: Path) -> Any:
-    data, lines = load_with_lines(path)
+def _validate(model: type[BaseModel], path: Path, loaded: tuple | None = None, resolved: Resolved | None = None) -> Any:
+    data, lines = loaded or load_with_lines(path)
     if not isinstance(data, dict):
         raise UserError("the top level must be a mapping of keys", where=f"{path}:1")
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        messages = [_describe(err, model, path, lines) for err in exc.errors()[:5]]
+        messages = [_describe(err, model, path, lines) + _from_parameter(err, resolved) for err in exc.errors()[:5]]
         more = len(exc.errors()) - len(messages)
         if more > 0:
             messages.append(f"... and {more} more")
         raise UserError("\n".join(messages)) from None
+
+
+def _from_parameter(err: dict, resolved: Resolved | None) -> str:
+    """' (from parameter 'lr' = 'x')' when the failing value came from a parameter."""
+    if resolved is None:
+        return ""
+    loc = tuple(err["loc"])
+    for n in range(len(loc), 0, -1):
+        name = resolved.used_at.get(loc[:n])
+        if name is not None:
+            how = "-p" if resolved.sources.get(name) == "-p" else "its default"
+            return f" (from parameter '{name}' = {resolved.values[name]!r}, {how})"
+    return ""
 
 
 def _describe(err: dict, model: type[BaseModel], path: Path, lines: dict) -> str:

@@ -58,7 +58,8 @@ def left_in_the_cloud(cloud, run_id: str) -> list[str]:
 def test_pipeline_runs_end_to_end_through_the_emulator(cloud, tmp_path):
     path = tiny_pipeline(tmp_path)
     write_config(tmp_path, *cloud)
-    result = run_cli(tmp_path, "run", str(path), "--profile", "emulator", "--json")
+    # --no-cache: this test is about a run leaving nothing; cached outputs outlive runs (test_modelarts_workflows.py)
+    result = run_cli(tmp_path, "run", str(path), "--profile", "emulator", "--json", "--no-cache")
     assert result.returncode == 0, result.stderr + result.stdout[-2000:]
     report = json.loads(result.stdout)
     assert report["status"] == "succeeded" and all(s["status"] == "succeeded" for s in report["steps"].values())
@@ -72,7 +73,7 @@ def test_pipeline_runs_end_to_end_through_the_emulator(cloud, tmp_path):
 def test_cleanup_removes_what_a_kept_run_left(cloud, tmp_path):
     path = tiny_pipeline(tmp_path, predict={"limit": 2})
     write_config(tmp_path, *cloud)
-    result = run_cli(tmp_path, "run", str(path), "--profile", "emulator", "--json", "--keep")
+    result = run_cli(tmp_path, "run", str(path), "--profile", "emulator", "--json", "--keep", "--no-cache")
     assert result.returncode == 0, result.stderr + result.stdout[-2000:]
     run_id = json.loads(result.stdout)["run_id"]
     kept = left_in_the_cloud(cloud, run_id)

@@ -31,7 +31,7 @@ def config() -> ConfigSpec:
 
 def test_names_paths_and_steps(tmp_path):
     plan = build_plan(make_spec(tmp_path), config(), spec_path=tmp_path / "p.yaml", config_dir=tmp_path,
-                      run_id="261123-101500-abcd")
+                      run_id="261123-101500-abcd", no_cache=True)
     assert [s.name for s in plan.steps] == list(STEPS)
     assert plan.job.name == "demo-261123-101500-abcd-train"
     assert plan.service.name == "demo-261123-101500-abcd-svc"
@@ -42,6 +42,10 @@ def test_names_paths_and_steps(tmp_path):
     assert plan.data.work_dir == plan.root / "tmp" / "261123-101500-abcd"
     assert ("lr", "0.1") in plan.job.hyperparameters and ("export_model", "True") in plan.job.hyperparameters
     assert not plan.root.exists(), "planning must not create anything"
+    cached = build_plan(make_spec(tmp_path), config(), spec_path=tmp_path / "p.yaml", config_dir=tmp_path,
+                        run_id="261123-101500-abcd")   # cacheable outputs live outside the run's own prefix
+    assert cached.data.data_uri == "obs://orchestrator-demo/demo/cache/261123-101500-abcd/data/"
+    assert cached.job.train_url == "obs://orchestrator-demo/demo/cache/261123-101500-abcd/output/"
 
 
 def test_gpu_flavour_is_reported_as_emulated_on_cpu(tmp_path):

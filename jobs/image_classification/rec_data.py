@@ -146,7 +146,8 @@ def make_iters(data, args, kv):
     The train iterator is sharded over kvstore workers (num_parts / part_index); only
     rank 0 validates (the weights are the same on every worker, and so are the scores).
     """
-    threads = args.data_nthreads or os.cpu_count() or 1
+    # OMP_NUM_THREADS is this job's share of the machine (e.g. a search trial's): decode with as many
+    threads = args.data_nthreads or int(os.environ.get("OMP_NUM_THREADS") or 0) or os.cpu_count() or 1
     common = dict(data_shape=args.image_shape, batch_size=args.batch_size,
                   preprocess_threads=threads, label_width=1, data_name="data",
                   label_name="softmax_label")
