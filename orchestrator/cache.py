@@ -29,13 +29,14 @@ from .backends.base import BackendError, JobSpec
 from .stepkeys import digest, tree
 
 CACHED_STEPS = ("prepare", "upload", "train")
-RUN_SPECIFIC = {"name", "run_id", "data_url", "train_url", "max_runtime_s", "code_dir", "include_dirs"}
+RUN_SPECIFIC = {"name", "run_id", "data_url", "train_url", "max_runtime_s", "code_dir", "include_dirs", "shipped"}
 
 
 def cache_keys(prepare_key: str, profile: str, bucket: str, job: JobSpec) -> dict[str, str]:
     upload = digest("upload-cache", prepare_key, profile, bucket)
     setting = {k: v for k, v in asdict(job).items() if k not in RUN_SPECIFIC}
-    code = [tree(job.code_dir, content=True)] + [tree(d, content=True) for d in job.include_dirs]
+    code = ([tree(path, content=True) for path in (job.code_dir, *job.include_dirs)]
+            + [(inside, tree(source, content=True)) for source, inside in job.shipped])   # bytes, not where from
     return {"prepare": prepare_key, "upload": upload, "train": digest("train-cache", upload, setting, code)}
 
 
