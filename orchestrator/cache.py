@@ -28,7 +28,6 @@ from . import sqlite_wal
 from .backends.base import BackendError, JobSpec
 from .stepkeys import digest, tree
 
-CACHED_STEPS = ("prepare", "upload", "train")
 RUN_SPECIFIC = {"name", "run_id", "data_url", "train_url", "max_runtime_s", "code_dir", "include_dirs", "shipped"}
 
 

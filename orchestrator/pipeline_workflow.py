@@ -29,7 +29,7 @@ class WorkflowSteps:
                              + "; ".join(f"trial {t['number']:02d} {t['status']} {t['reason']}".strip()
                                          for t in trials), log=str(self.plan.run_dir / "logs"))
         self.plan = replace(self.plan, **{**self._output_at(best.trial.job.train_url), "job": best.trial.job})
-        info["metrics"] = self.metrics["train"] = best.metrics
+        info["metrics"] = self.metrics["train"] = self._job_metrics().get("final") or best.metrics   # the run's own
         self.job = best.ref
         return self.job
 
@@ -68,7 +68,7 @@ class WorkflowSteps:
             info["cache"] = {"hit": False, "key": key}
             return False
         self.plan = replace(self.plan, **moved(entry))
-        info.update(cached_from=entry.run_id, cache={"hit": True, "key": key, "from_run": entry.run_id,
+        info.update(cached=True, cached_from=entry.run_id, cache={"hit": True, "key": key, "from_run": entry.run_id,
                                                     "location": entry.location})
         self._emit("log", step, f"reused the output of run {entry.run_id} (cache key {key})")
         return True

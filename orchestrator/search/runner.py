@@ -122,8 +122,9 @@ class TrialRunner:
             run.reason = "" if run.status == "completed" else f"{state.phase.lower()}: {state.reason}"
         if run.status != "running":
             run.seconds = round(time.time() - run.started, 3)
-            if run.status == "completed":
-                run.metrics = self._metrics(run)
+            if run.status in ("completed", "stopped"):
+                final = self._metrics(run)
+                run.metrics = final if run.status == "completed" else {}
             self._event(run, f"trial {run.trial.number:02d} {run.status}"
                         + (f": {self.search.metric} {run.objective:.4f}" if _number(run.objective) else "")
                         + (f" ({run.reason})" if run.reason else ""))
@@ -138,8 +139,11 @@ class TrialRunner:
                            min_trials=rule["min_trials"])
 
     def _metrics(self, run: TrialRun) -> dict:
-        target = self.p.plan.run_dir / f"metrics-t{run.trial.number:02d}.json"
+        """The trial's metrics.json, kept as ``trials/tNN/metrics.json`` (the report's curves);
+        its numeric "final" values."""
+        target = self.p.plan.run_dir / "trials" / f"t{run.trial.number:02d}" / "metrics.json"
         try:
+            target.parent.mkdir(parents=True, exist_ok=True)
             self.p.backend.storage.get(run.trial.job.train_url + "metrics.json", str(target))
             final = json.loads(target.read_text()).get("final", {})
         except (BackendError, OSError, ValueError):
