@@ -1,14 +1,14 @@
 """Optimisers, lr schedules and weight-decay groups of the face job (jobs/face_recognition/
 optim.py): lr values at given updates, checked against MXNet's own schedulers."""
 import math
-from argparse import Namespace
 
 import mxnet as mx
+import numpy as np
 import pytest
 
 from jobmodules import job_modules
 
-optim, train_args = job_modules("face_recognition", "optim", "train_args")
+evaluation, optim, train_args = job_modules("face_recognition", "evaluation", "optim", "train_args")
 
 
 def args(*extra):
@@ -122,9 +122,6 @@ class FakeMetrics:
 
 def phase_run(tmp_path, monkeypatch, across, scores):
     """Verifier over a pre-training and a final phase whose verifications score `scores`."""
-    import numpy as np
-
-    import evaluation
     results = iter(scores)
     monkeypatch.setattr(evaluation, "verify", lambda *a: dict(
         accuracy=next(results), accuracy_std=0, val=0, val_std=0, far=0, xnorm=1, threshold=1))
