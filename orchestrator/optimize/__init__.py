@@ -13,13 +13,15 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from orchestrator.errors import StepFailed
 from jobs.common.runtime import cpu_has_bf16 as cpu_supports_bf16  # noqa: F401 (one check for jobs and serving)
+from orchestrator.errors import StepFailed
 from orchestrator.files import tail
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 MODES = ("fp32", "fused", "int8", "bf16")
+
+
 @dataclass(frozen=True)
 class OptimizePlan:
     """What the import step converts (``model.optimize`` and its checks)."""
