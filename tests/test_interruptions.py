@@ -19,7 +19,9 @@ pytestmark = pytest.mark.slow
 
 
 def start_run(path: Path, cwd: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "orchestrator", "run", str(path), "--json"], cwd=cwd,
+    # --no-cache: these tests are about what a killed run leaves; cached outputs outlive runs on purpose
+    # (tests/test_workflows.py covers them and `cleanup --cache`)
+    return subprocess.Popen([sys.executable, "-m", "orchestrator", "run", str(path), "--json", "--no-cache"], cwd=cwd,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
