@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from jobs.data.image_folder import FolderError, list_classes, split_items
+from jobs.data.image_folder import EXTENSIONS, FolderError, list_classes, split_items
 
 from .errors import UserError
 from .predictions import IMAGE_EXTS
@@ -76,7 +76,7 @@ def _split_summary(folder: Path, task: str, val_ratio: float, test_ratio: float,
                         f"images: {', '.join(empty[:5])}" + (" ..." if len(empty) > 5 else ""),
                         where=where(spec_path, "data.source"),
                         hint=f"remove the empty folders (each sub-folder becomes a {one}) or add images "
-                             "(.jpg .jpeg .png .bmp)")
+                             f"({' '.join(EXTENSIONS)})")
     counts = {s: len(v) for s, v in split_items(items, val_ratio, test_ratio, seed=0).items()}
     taken = [f"{counts['val']} ({val_ratio:.0%}, data.val_ratio) for validation"] if val_ratio else []
     taken += [f"{counts['test']} ({test_ratio:.0%}, data.test_ratio) held out for predict"] if test_ratio else []
