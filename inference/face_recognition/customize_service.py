@@ -17,6 +17,13 @@ Requests (multipart; JSON with base64 strings in the same fields works too):
 Any image OpenCV or Pillow reads (JPEG, PNG, BMP; grayscale, RGBA) becomes RGB and is
 resized to the model's size (an aligned face crop is expected).  Bad input (no image,
 more than two, undecodable bytes) raises ``ValueError`` (HTTP 400 in the predictor).
+
+Stages: ``_preprocess`` returns 2k x 3 x H x W (each of the k faces, then its mirror);
+``_inference`` returns 2k x D, row i the face embedding of input row i (the normalised sum
+of the face's and its mirror's outputs, so both rows of a face hold the same embedding);
+``_postprocess`` reads every second row.  One row out per row in, so the local predictor
+may batch requests (``supports_batching``: several requests' rows concatenated through ONE
+``_inference``); ModelArts and MMS call ``inference(data)`` once per request.
 """
 import base64
 import binascii
@@ -119,6 +126,8 @@ def decode_rgb(raw):
 class FaceRecognitionService(MXNetBaseService):
     """Embeds, identifies and compares faces; loads everything itself from model_path."""
 
+    supports_batching = True
+
     def __init__(self, model_name, model_path):
         super().__init__(model_name, model_path)
         with open(os.path.join(model_path, "face.json")) as f:
@@ -133,6 +142,11 @@ class FaceRecognitionService(MXNetBaseService):
         self.module = mx.mod.Module(symbol, data_names=[data_name], label_names=None, context=ctx)
         self.module.bind(data_shapes=[(data_name, (2, 3) + self.image_size)], for_training=False)
         self.module.set_params(arg_params, aux_params)  # every parameter must be present
+        self.data_name = data_name
+        # One executor per number of rows, made once from the bound one by reshape: it shares
+        # its parameters and memory, so no bind or reshape happens per request (Module.forward
+        # would re-bind at each change of batch size).
+        self.executors = {2: self.module._exec_group.execs[0]}
         self.gallery, self.labels = None, []
         gallery_path = os.path.join(model_path, "gallery.npz")
         if os.path.isfile(gallery_path):
@@ -153,13 +167,28 @@ class FaceRecognitionService(MXNetBaseService):
         return np.stack(faces).transpose(0, 3, 1, 2).astype(np.float32)
 
     def _inference(self, data):
+        if isinstance(data, (list, tuple)):  # the batching predictor passes [the concatenation]
+            data = data[0]
+        rows = data if isinstance(data, mx.nd.NDArray) else np.asarray(data, np.float32)
         with self.lock:
-            self.module.forward(mx.io.DataBatch([mx.nd.array(data)]), is_train=False)
-            emb = self.module.get_outputs()[0].asnumpy().astype(np.float64)
+            executor = self._executor(rows.shape[0])
+            executor.forward(is_train=False, **{self.data_name: rows})
+            emb = executor.outputs[0].asnumpy().astype(np.float64)
         emb = emb[0::2] + emb[1::2]
-        return emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+        emb /= np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+        return np.repeat(emb, 2, axis=0)  # the face's embedding on its row and its mirror's
+
+    def _executor(self, n):
+        """The executor for n rows (made on first use; call with the lock held)."""
+        executor = self.executors.get(n)
+        if executor is None:
+            executor = self.executors[2].reshape(partial_shaping=True, allow_up_sizing=True,
+                                                 **{self.data_name: (n, 3) + self.image_size})
+            self.executors[n] = executor
+        return executor
 
     def _postprocess(self, data):
+        data = data[0::2]  # one row per face
         if len(data) == 2:
             cos = float(np.dot(data[0], data[1]))
             return {"same_person": cos >= self.threshold, "similarity": round(cos, 6),

@@ -13,10 +13,15 @@ Request -> response:
   ``preprocess.json["resize"]`` with the same interpolation as the packed training data,
   it is centre-cropped to ``image_shape`` exactly like ``ImageRecordIter`` and returned as a
   1xCxHxW float32 array of raw 0-255 pixels.  Bad input raises ``ValueError``.
-* ``_inference``: forward pass of the checkpoint (Module bound at batch 1, inference only);
-  returns the class probabilities.
+* ``_inference``: forward pass of the checkpoint (inference only) on an NxCxHxW batch;
+  returns the Nxclasses probabilities.
 * ``_postprocess``: ``{"predicted_label": "<label>", "scores": [["label", prob], ...]}``,
-  the top min(5, classes) sorted by probability, highest first.
+  the top min(5, classes) of one request's 1xclasses (or classes) probabilities, sorted by
+  probability, highest first.
+
+``supports_batching``: the local predictor may run several requests' ``_preprocess``
+outputs, concatenated on the first axis, through ONE ``_inference`` and hand each
+``_postprocess`` its own row; ModelArts and MMS call ``inference(data)`` once per request.
 """
 import base64
 import binascii
@@ -145,6 +150,8 @@ def center_crop(img, height, width):
 class ImageClassificationService(MXNetBaseService):
     """Loads everything itself from model_path; uses only model_name/model_path/ctx of the base."""
 
+    supports_batching = True
+
     def __init__(self, model_name, model_path):
         super().__init__(model_name, model_path)
         with open(os.path.join(model_path, "preprocess.json")) as f:
@@ -166,6 +173,11 @@ class ImageClassificationService(MXNetBaseService):
             raise RuntimeError(f"{prefix}-{epoch:04d}.params lacks {missing[:3]}: corrupt export")
         # allow_missing only covers the unused softmax_label input.
         self.module.set_params(arg_params, aux_params, allow_missing=True)
+        self.data_name = data_name
+        # One executor per batch size, made once from the batch-1 one by reshape: it shares
+        # its parameters and memory, so no bind or reshape happens per request (Module.forward
+        # would re-bind at each change of batch size).
+        self.executors = {1: self.module._exec_group.execs[0]}
         self.lock = threading.Lock()  # a bound Module is not thread-safe
 
     def _preprocess(self, data):
@@ -179,10 +191,22 @@ class ImageClassificationService(MXNetBaseService):
         return chw[None]
 
     def _inference(self, data):
-        batch = mx.io.DataBatch([mx.nd.array(data)])
+        if isinstance(data, (list, tuple)):  # the batching predictor passes [the concatenation]
+            data = data[0]
+        batch = data if isinstance(data, mx.nd.NDArray) else np.asarray(data, np.float32)
         with self.lock:
-            self.module.forward(batch, is_train=False)
-            return self.module.get_outputs()[0].asnumpy()[0]
+            executor = self._executor(batch.shape[0])
+            executor.forward(is_train=False, **{self.data_name: batch})
+            return executor.outputs[0].asnumpy()
+
+    def _executor(self, n):
+        """The executor for a batch of n (made on first use; call with the lock held)."""
+        executor = self.executors.get(n)
+        if executor is None:
+            executor = self.executors[1].reshape(partial_shaping=True, allow_up_sizing=True,
+                                                 **{self.data_name: (n,) + self.image_shape})
+            self.executors[n] = executor
+        return executor
 
     def _postprocess(self, data):
         probs = np.asarray(data, dtype=np.float64).reshape(-1)
