@@ -225,7 +225,7 @@ def main(argv=None) -> int:
         for name, package in packages.items():
             body, ctype = (("echo.body", echo_type) if name == "echo" else ("image.body", image_type))
             body = os.path.join(tmp, body)
-            these = [1, max(levels)] if name == "echo" else levels
+            these = levels
             print(f"\n{name}", flush=True)
             slug = os.path.basename(package)
             servers = [Ours(package, os.path.join(tmp, f"ours-{slug}"), args.workers, args.autogroup_nice)]

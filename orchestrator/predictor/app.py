@@ -1,23 +1,30 @@
-"""HTTP surface of the predictor (FastAPI), wired to a ``Router`` of worker pools.
+"""What the predictor front answers: ``Front``, the handler of ``http.HttpConnection``.
 
-Routes: ``GET /health`` -> 200 ``{"health": "true"}`` when every worker is loaded and
-warm, else 503 with the reason; ``POST /`` and ``POST /predict`` -> the JSON the service's
-``_postprocess`` returned, with header ``X-Model-Id`` naming the config that served it
-(``Predict``, a plain ASGI endpoint); ``GET /metrics`` (Prometheus text); ``GET /docs``
-and ``/openapi.json`` (FastAPI).
+Routes: ``POST /`` and ``POST /predict`` -> the JSON the service's ``_postprocess``
+returned, with header ``X-Model-Id`` naming the config that served it (the hot path:
+no ASGI, no task per request); everything else goes to a FastAPI app through a small ASGI
+bridge: ``GET /health`` -> 200 ``{"health": "true"}`` when every worker is loaded and warm,
+else 503 with the reason; ``GET /metrics`` (Prometheus text); ``GET /docs`` and
+``/openapi.json``; JSON 404/405 for the rest.
 
-Request bodies: ``multipart/form-data`` with at least one file in field ``images`` (or in
-the field named by the config's ``input_data_name``), or ``application/json`` holding an
-object. Every error is ``{"error_code", "error_msg"}`` JSON: 400 malformed body / missing
-field / bad input, 401 bearer token, 404/405 unknown route, 413 body over the limit, 415
-other content types, 500 service exception or dead worker, 503 not ready or overloaded
-(``Retry-After``: 1, or the seconds the queue needs to drain), 504 over the request timeout. The front never imports mxnet.
+Per inference request, decided from the headers alone, before the body is read: 401
+(bearer token, when one is set; every path but ``/health``), 405 (not POST), 415 (neither
+multipart/form-data nor JSON), 503 ``NOT_READY`` (loading, or no ready worker) or 503
+``OVERLOADED`` (every place in the config's queue is taken; ``Retry-After`` = the seconds
+the queue needs). Then a place is held while the body arrives, and the raw body goes to a
+worker, which parses it (400 for a malformed body or no file in ``images``). A client
+that disconnects while its request waits has it dropped, never run. Every error is
+``{"error_code", "error_msg"}`` JSON. One access-log line per request (``AccessLog``) and
+request metrics for the inference paths.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
+import sys
+import time
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
@@ -26,12 +33,14 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from orchestrator.predictor import protocol
-from orchestrator.predictor.asgi import INFERENCE_PATHS, BearerAuth, BodyLimit, BodyTooLarge, Observe, send_error
+from orchestrator.predictor.http import STATUS_LINES
 from orchestrator.predictor.metrics import CONTENT_TYPE
-from orchestrator.predictor.payload import Rejected, parse_payload
 from orchestrator.predictor.pool import PoolError
 
 log = logging.getLogger("orchestrator.predictor")
+INFERENCE_PATHS = ("/", "/predict")
+OPEN_PATHS = ("/health",)
+MEDIA_TYPES = ("multipart/form-data", "application/json")
 
 
 class AppState:
@@ -40,6 +49,164 @@ class AppState:
     def __init__(self):
         self.started = False
         self.reason = "loading the model"
+
+
+class AccessLog:
+    """``<time> access METHOD PATH STATUS MSms MODEL`` lines on stdout, written in batches
+    (at most ``flush_s`` late, and at exit) instead of one write per request."""
+
+    def __init__(self, stream=None, flush_s: float = 0.2):
+        self.stream, self.flush_s = stream or sys.stdout, flush_s
+        self._lines: list[str] = []
+        self._second, self._stamp = -1, ""
+
+    def line(self, method: str, path: str, status: int, ms: float, model: str) -> None:
+        now = time.time()
+        second = int(now)
+        if second != self._second:
+            self._second, self._stamp = second, time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(second))
+        self._lines.append(f"{self._stamp},{int((now - second) * 1000):03d} access {method} {path} {status} "
+                           f"{ms:.1f}ms {model}\n")
+        if len(self._lines) == 1:
+            asyncio.get_running_loop().call_later(self.flush_s, self.flush)
+
+    def flush(self) -> None:
+        if self._lines:
+            lines, self._lines = self._lines, []
+            try:
+                self.stream.write("".join(lines))
+                self.stream.flush()
+            except (OSError, ValueError):
+                pass   # stdout gone (closed pipe): the log is lost, the service is not
+
+
+class Front:
+    def __init__(self, router, state: AppState, metrics, docs_app, *, request_timeout: float,
+                 token: str | None = None, access: AccessLog | None = None):
+        self.router, self.state, self.metrics, self.docs_app = router, state, metrics, docs_app
+        self.request_timeout = request_timeout
+        self._expected = token.encode("utf-8") if token else None
+        self.access = access or AccessLog()
+
+    # -- http.HttpConnection's handler ------------------------------------------------------
+    def begin(self, conn, req) -> bytes | None:
+        if self._expected is not None and req.path not in OPEN_PATHS and not self._authorized(req):
+            return self._early(req, 401, protocol.UNAUTHORIZED, "missing or wrong bearer token: send "
+                               "'Authorization: Bearer <token>'", [(b"www-authenticate", b'Bearer realm="predictor"')])
+        if req.path not in INFERENCE_PATHS:
+            return None
+        if req.method != "POST":
+            return self._early(req, 405, protocol.METHOD_NOT_ALLOWED, "Method Not Allowed", [(b"allow", b"POST")])
+        media = req.headers.get(b"content-type", b"").split(b";")[0].strip().lower().decode("latin-1")
+        if media not in MEDIA_TYPES and not media.endswith("+json"):
+            return self._early(req, 415, protocol.UNSUPPORTED_MEDIA_TYPE, f"unsupported Content-Type "
+                               f"'{media or 'none'}': send multipart/form-data with field 'images' or application/json")
+        pool = self.router.pick() if self.state.started else None
+        if pool is None:
+            reason = self.state.reason if not self.state.started else "no model config has a ready worker"
+            return self._early(req, 503, protocol.NOT_READY, reason, [(b"retry-after", b"1")])
+        try:
+            pool.reserve()  # before reading: a full queue must not hold 12 MB bodies in memory
+        except PoolError as exc:
+            return self._early(req, exc.status, exc.code, exc.message, _headers(pool, exc))
+        req.context = pool
+        return None
+
+    def complete(self, conn, req) -> None:
+        if req.path not in INFERENCE_PATHS:
+            task = asyncio.ensure_future(self._asgi(conn, req))
+            req.context = task
+            return
+        pool = req.context
+        pool.unreserve()
+        payload = ("raw", req.headers.get(b"content-type", b"").decode("latin-1"), b"".join(req.body))
+        req.body = None
+
+        def done(outcome) -> None:
+            if isinstance(outcome, PoolError):
+                self._answer(conn, req, outcome.status, protocol.error_body(outcome.code, outcome.message),
+                             _headers(pool, outcome), pool.config.id)
+            else:
+                self._answer(conn, req, outcome[0], outcome[1], [(b"x-model-id", pool.model_header)], pool.config.id)
+
+        try:
+            req.context = (pool, pool.enqueue(payload, self.request_timeout, done))
+        except PoolError as exc:
+            done(exc)
+
+    def abort(self, req) -> None:
+        """The client went away before its answer: free its place, drop its request if it
+        still waits (a closed connection must not take a worker from a live one)."""
+        context = req.context
+        if isinstance(context, tuple):
+            pool, job = context
+            pool.cancel(job)
+        elif isinstance(context, asyncio.Task):
+            context.cancel()
+        elif context is not None:
+            context.unreserve()
+
+    # -- answers ----------------------------------------------------------------------------
+    def _authorized(self, req) -> bool:
+        scheme, _, given = req.headers.get(b"authorization", b"").partition(b" ")
+        return scheme.lower() == b"bearer" and hmac.compare_digest(given.strip(), self._expected)
+
+    def _early(self, req, status: int, code: str, message: str, headers=()) -> bytes:
+        model = next((v.decode() for k, v in headers if k == b"x-model-id"), "-")
+        self._observe(req, status, model)
+        body = protocol.error_body(code, message)
+        head = [STATUS_LINES[status],
+                b"content-type: application/json\r\ncontent-length: %d\r\n" % len(body)]
+        head += [name + b": " + value + b"\r\n" for name, value in headers]
+        return b"".join(head + [b"connection: close\r\n\r\n", body])
+
+    def _answer(self, conn, req, status: int, body: bytes, headers, model: str) -> None:
+        if not req.answered:
+            self._observe(req, status, model)
+            conn.respond(req, status, body, headers)
+
+    def _observe(self, req, status: int, model: str) -> None:
+        seconds = time.perf_counter() - req.started
+        if self.metrics is not None and req.method == "POST" and req.path in INFERENCE_PATHS:
+            self.metrics.observe_request(model, status, seconds)
+        self.access.line(req.method, req.path, status, seconds * 1000.0, model)
+
+    async def _asgi(self, conn, req) -> None:
+        """Run the FastAPI app for one request whose body is complete, answer in one write."""
+        scope = {"type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"}, "http_version": "1.1",
+                 "method": req.method, "scheme": "http", "path": req.path, "raw_path": req.path.encode("latin-1"),
+                 "query_string": req.query, "root_path": "", "headers": req.raw_headers,
+                 "server": conn.transport.get_extra_info("sockname")[:2], "client": (conn.peer or ("", 0))[:2]}
+        body, sent = b"".join(req.body), False
+        start: dict = {}
+        chunks: list[bytes] = []
+
+        async def receive():
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            await asyncio.Future()  # no disconnect event: the bridge is cancelled instead
+
+        async def send(message):
+            if message["type"] == "http.response.start":
+                start.update(message)
+            elif message["type"] == "http.response.body":
+                chunks.append(message.get("body", b""))
+
+        await self.docs_app(scope, receive, send)
+        headers = [(k.lower(), v) for k, v in start.get("headers", ()) if k.lower() not in (b"content-length",
+                                                                                           b"content-type")]
+        content_type = next((v for k, v in start.get("headers", ()) if k.lower() == b"content-type"), b"text/plain")
+        status = start.get("status", 500)
+        payload = b"" if req.method == "HEAD" else b"".join(chunks)
+        self._observe(req, status, "-")
+        conn.respond(req, status, payload, headers, content_type=content_type)
+
+
+def _headers(pool, exc: PoolError) -> list:
+    model = [(b"x-model-id", pool.model_header)]
+    return model + [(b"retry-after", str(exc.retry_after).encode())] if exc.retry_after else model
 
 
 class ErrorBody(BaseModel):
@@ -59,109 +226,6 @@ _ERRORS = {400: "malformed body, no `images` file, or input the service rejected
            504: "over the per-request time limit"}
 
 
-def error(status: int, code: str, message: str) -> Response:
-    return Response(protocol.error_body(code, message), status_code=status, media_type="application/json")
-
-
-class Predict:
-    """ASGI endpoint of ``POST /`` and ``POST /predict``: the hot path, kept out of FastAPI's
-    per-request routing and dependency machinery (its OpenAPI entry is added to the schema)."""
-
-    def __init__(self, router, state: AppState, request_timeout: float):
-        self.router, self.state, self.request_timeout = router, state, request_timeout
-
-    async def __call__(self, scope, receive, send):
-        pool = self.router.pick() if self.state.started else None
-        if pool is None:
-            reason = self.state.reason if not self.state.started else "no model config has a ready worker"
-            return await send_error(send, 503, protocol.NOT_READY, reason, [(b"retry-after", b"1")])
-        model = [(b"x-model-id", pool.config.id.encode())]
-        try:
-            pool.reserve()  # before reading: a full queue must not hold 12 MB bodies in memory
-            try:
-                body = await _read_body(receive)
-                if body is None:
-                    return  # the client went away
-                content_type = dict(scope["headers"]).get(b"content-type", b"").decode("latin-1")
-                payload = parse_payload(content_type, body, pool.file_fields)
-            finally:
-                pool.unreserve()
-            if pool.would_wait():
-                answer = await _submit_unless_gone(pool, payload, self.request_timeout, receive)
-                if answer is None:
-                    return  # the client went away while its request waited: it was dropped, not run
-                status, answer = answer
-            else:  # a worker takes it at once (the common case): no watcher to pay for
-                status, answer = await pool.submit(payload, self.request_timeout)
-        except BodyTooLarge as exc:
-            return await send_error(send, 413, protocol.PAYLOAD_TOO_LARGE, str(exc), model)
-        except Rejected as exc:
-            return await send_error(send, exc.status, exc.code, exc.message, model)
-        except PoolError as exc:
-            retry = [(b"retry-after", str(exc.retry_after).encode())] if exc.retry_after else []
-            return await send_error(send, exc.status, exc.code, exc.message, model + retry)
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [(b"content-type", b"application/json"),
-                                (b"content-length", str(len(answer)).encode()), *model]})
-        await send({"type": "http.response.body", "body": answer})
-
-
-async def _submit_unless_gone(pool, payload, timeout: float, receive) -> tuple[int, bytes] | None:
-    """``pool.submit``, cancelled when the client disconnects (the pool then drops the
-    request if it still waits: a closed connection's request must not take a worker or
-    a queue place from a live one); None in that case."""
-    task, gone = asyncio.current_task(), False
-    watcher = asyncio.ensure_future(receive())  # after the body, the next message is the disconnect
-
-    def on_message(done: asyncio.Future) -> None:
-        nonlocal gone
-        if not done.cancelled() and done.exception() is None and done.result()["type"] == "http.disconnect":
-            gone = True
-            task.cancel()
-
-    watcher.add_done_callback(on_message)
-    try:
-        return await pool.submit(payload, timeout)
-    except asyncio.CancelledError:
-        if not gone:
-            raise  # a shutdown, not the client
-        task.uncancel()
-        return None
-    finally:
-        watcher.remove_done_callback(on_message)
-        watcher.cancel()
-
-
-async def _read_body(receive) -> bytes | None:
-    chunks = []
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return None
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body"):
-            return b"".join(chunks)
-
-
-class _Dispatch:
-    """``/`` and ``/predict`` to ``Predict`` (POST only: 405 otherwise), the rest to FastAPI."""
-
-    def __init__(self, predict: Predict, app):
-        self.predict, self.app = predict, app
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or scope["path"] not in INFERENCE_PATHS:
-            return await self.app(scope, receive, send)
-        if scope["method"] != "POST":
-            return await send_error(send, 405, protocol.METHOD_NOT_ALLOWED, "Method Not Allowed",
-                                    [(b"allow", b"POST")])
-        try:
-            await self.predict(scope, receive, send)
-        except Exception:  # a bug here must cost one request, not the connection's protocol state
-            log.exception("predict failed")
-            await send_error(send, 500, protocol.HANDLER_ERROR, "internal error in the predictor front")
-
-
 def _openapi(app: FastAPI):
     def schema() -> dict:
         if app.openapi_schema is None:
@@ -179,17 +243,16 @@ def _openapi(app: FastAPI):
     return schema
 
 
-def create_app(router, state: AppState, metrics, *, name: str, request_timeout: float, max_body_bytes: int,
-               token: str | None = None):
-    """The ASGI application: observation, bearer token and body limit around the predict
-    endpoint and FastAPI (health, metrics, docs)."""
+def docs_app(router, state: AppState, metrics, *, name: str) -> FastAPI:
+    """The FastAPI app of every route but the inference paths: health, metrics, docs."""
     app = FastAPI(title=f"predictor {name}", version="1",
                   description="ModelArts-compatible MXNet predictor: POST / with multipart `images` or JSON.")
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_request, exc: StarletteHTTPException):
         code = protocol.BY_STATUS.get(exc.status_code, protocol.BAD_REQUEST)
-        return error(exc.status_code, code, str(exc.detail))
+        return Response(protocol.error_body(code, str(exc.detail)), status_code=exc.status_code,
+                        media_type="application/json")
 
     @app.get("/health", responses={503: {"model": ErrorBody, "description": "not ready"}})
     async def health():
@@ -206,5 +269,7 @@ def create_app(router, state: AppState, metrics, *, name: str, request_timeout: 
         return Response(metrics.render(), media_type=CONTENT_TYPE)
 
     app.openapi = _openapi(app)
-    inner = _Dispatch(Predict(router, state, request_timeout), app)
-    return Observe(BearerAuth(BodyLimit(inner, max_body_bytes), token), metrics)
+    return app
+
+
+__all__ = ["AccessLog", "AppState", "Front", "docs_app"]

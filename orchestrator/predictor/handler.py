@@ -29,6 +29,7 @@ import time
 import traceback
 
 from orchestrator.predictor import protocol
+from orchestrator.predictor.payload import Rejected, parse_payload
 
 # Exceptions that mean "this is not a decodable image / document", by qualified name so
 # that this module needs neither PIL nor cv2 nor mxnet to classify them.
@@ -39,7 +40,11 @@ def to_service_input(payload, style: str, input_names: list[str]):
     """Turn a wire payload into what ``_preprocess`` of this style of service expects:
     multipart -> ``{field: {filename: BytesIO}}`` (+ text fields) for new-style services,
     ``[bytes, ...]`` of the signature's input fields (else ``images``) for legacy ones;
-    JSON -> the decoded object."""
+    JSON -> the decoded object. A raw body (``("raw", content_type, bytes)``, what the
+    front sends) is parsed first; ``payload.Rejected`` (400/415) when it is malformed."""
+    if payload[0] == "raw":
+        fields = {"images", os.environ.get("input_data_name") or "images"}
+        payload = parse_payload(payload[1], payload[2], fields)
     if payload[0] == "json":
         return payload[1]
     _, files, text = payload
@@ -60,6 +65,8 @@ def to_service_input(payload, style: str, input_names: list[str]):
 
 
 def _error(exc: BaseException, stage: str | None) -> tuple[int, bytes]:
+    if isinstance(exc, Rejected):   # the body itself is malformed: the service never saw it
+        return exc.status, protocol.error_body(exc.code, exc.message)
     msg = f"{type(exc).__name__}: {exc}"
     names = {f"{c.__module__}.{c.__qualname__}" for c in type(exc).__mro__}
     preprocess = (stage or getattr(exc, "mms_stage", None)) == "preprocess"

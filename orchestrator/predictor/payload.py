@@ -1,4 +1,4 @@
-"""Request bodies -> the wire payload of ``protocol.py`` (front side, the hot path).
+"""Request bodies -> what ``handler.to_service_input`` takes (parsed in the worker, off the front).
 
 ``parse_payload(content_type, body, file_fields)`` returns ``("json", dict)`` or
 ``("multipart", [(field, filename, bytes)], {field: text})`` and raises ``Rejected`` with
@@ -6,15 +6,15 @@ the HTTP status to answer: 400 malformed multipart/JSON, a JSON body that is not
 object or nests deeper than ``MAX_JSON_DEPTH``, no file in any of ``file_fields``, more
 than ``MAX_PARTS`` parts; 415 any other
 content type. The body is already in memory (the front caps it at 12 MB), so multipart
-parts are collected straight into bytes by python-multipart's parser, never spooled to
-temporary files.
+parts are sliced straight out of it, never spooled to temporary files; python-multipart's
+header-parameter parser reads Content-Type and Content-Disposition.
 """
 
 from __future__ import annotations
 
 import json
 
-from python_multipart.multipart import MultipartParseError, MultipartParser, parse_options_header
+from python_multipart.multipart import parse_options_header
 
 from orchestrator.predictor import protocol
 
@@ -33,67 +33,58 @@ def _bad(message: str) -> Rejected:
     return Rejected(400, protocol.BAD_REQUEST, message)
 
 
-class _Parts:
-    """Callbacks of ``MultipartParser`` that collect the parts of one body."""
-
-    def __init__(self):
-        self.files: list[tuple[str, str, bytes]] = []
-        self.text: dict[str, str] = {}
-        self._headers: dict[bytes, bytes] = {}
-        self._field, self._value, self._data = [], [], []
-        self._count = 0
-
-    def callbacks(self) -> dict:
-        return {"on_part_begin": self.part_begin, "on_header_field": self.header_field,
-                "on_header_value": self.header_value, "on_header_end": self.header_end,
-                "on_part_data": self.part_data, "on_part_end": self.part_end}
-
-    def part_begin(self) -> None:
-        self._count += 1
-        if self._count > MAX_PARTS:
-            raise _bad(f"multipart body has more than {MAX_PARTS} parts")
-        self._headers, self._data = {}, []
-
-    def header_field(self, data, start, end) -> None:
-        self._field.append(data[start:end])
-
-    def header_value(self, data, start, end) -> None:
-        self._value.append(data[start:end])
-
-    def header_end(self) -> None:
-        self._headers[b"".join(self._field).strip().lower()] = b"".join(self._value).strip()
-        self._field, self._value = [], []
-
-    def part_data(self, data, start, end) -> None:
-        self._data.append(data[start:end])
-
-    def part_end(self) -> None:
-        kind, options = parse_options_header(self._headers.get(b"content-disposition", b""))
-        if kind != b"form-data" or not options.get(b"name"):
-            raise _bad("malformed multipart body: a part has no 'Content-Disposition: form-data; name=...'")
-        name = options[b"name"].decode("utf-8", "replace")
-        content = b"".join(self._data)
-        if b"filename" in options:
-            self.files.append((name, options[b"filename"].decode("utf-8", "replace") or name, content))
-        else:
-            self.text[name] = content.decode("utf-8", "replace")
+def _headers(block: bytes) -> dict[bytes, bytes]:
+    headers: dict[bytes, bytes] = {}
+    for line in block.split(b"\r\n") if block else ():
+        name, colon, value = line.partition(b":")
+        if not colon or not name or name[:1] in b" \t":
+            raise _bad("malformed multipart body: a part header is not 'Name: value'")
+        headers[name.strip().lower()] = value.strip()
+    return headers
 
 
 def _multipart(content_type: str, body: bytes, file_fields: set[str]):
+    """RFC 7578 form data, the whole body in memory: delimiters found with ``bytes.find``
+    (C speed; the part contents are sliced once, never scanned byte by byte in Python)."""
     _, options = parse_options_header(content_type)
     boundary = options.get(b"boundary")
     if not boundary:
         raise _bad("malformed multipart body: the Content-Type has no boundary")
-    parts = _Parts()
-    parser = MultipartParser(boundary, parts.callbacks())
-    try:
-        parser.write(body)
-        parser.finalize()
-    except MultipartParseError as exc:
-        raise _bad(f"malformed multipart body: {exc}") from None
-    if not any(field in file_fields for field, _, _ in parts.files):
+    delimiter = b"--" + boundary
+    if not body.startswith(delimiter):   # no preamble, as python-multipart and browsers have it
+        raise _bad("malformed multipart body: it does not start with the boundary of its Content-Type")
+    files, text, parts = [], {}, 0
+    separator, pos = b"\r\n" + delimiter, len(delimiter)
+    while not body.startswith(b"--", pos):   # "--" after a delimiter closes the body
+        line_end = body.find(b"\r\n", pos)
+        if line_end < 0 or body[pos:line_end].strip(b" \t"):
+            raise _bad("malformed multipart body: the body ends early or a boundary line has extra text")
+        parts += 1
+        if parts > MAX_PARTS:
+            raise _bad(f"multipart body has more than {MAX_PARTS} parts")
+        if body.startswith(b"\r\n", line_end + 2):   # a part without headers
+            head_end, headers = line_end, {}
+        else:
+            head_end = body.find(b"\r\n\r\n", line_end + 2)
+            if head_end < 0:
+                raise _bad("malformed multipart body: a part's headers do not end")
+            headers = _headers(body[line_end + 2:head_end])
+        content_end = body.find(separator, head_end + 4)
+        if content_end < 0:
+            raise _bad("malformed multipart body: a part is not followed by a boundary")
+        kind, disposition = parse_options_header(headers.get(b"content-disposition", b""))
+        if kind != b"form-data" or not disposition.get(b"name"):
+            raise _bad("malformed multipart body: a part has no 'Content-Disposition: form-data; name=...'")
+        name = disposition[b"name"].decode("utf-8", "replace")
+        content = body[head_end + 4:content_end]
+        if b"filename" in disposition:
+            files.append((name, disposition[b"filename"].decode("utf-8", "replace") or name, content))
+        else:
+            text[name] = content.decode("utf-8", "replace")
+        pos = content_end + len(separator)
+    if not any(field in file_fields for field, _, _ in files):
         raise _bad(f"multipart body has no file in field '{' or '.join(sorted(file_fields))}'")
-    return ("multipart", parts.files, parts.text)
+    return ("multipart", files, text)
 
 
 def too_deep(obj, limit: int) -> bool:

@@ -6,16 +6,21 @@ Contract (every method runs on the front's event loop; no threads):
   returns once every one loaded the service AND answered a warm-up request; if one fails
   to load it raises ``LoadFailed`` (``exit_code`` 2 malformed package, 1 otherwise). The
   caller then ``close()``s the pool.
-* ``submit(payload, timeout)`` -> ``(http_status, json_bytes)``. Raises ``PoolError``:
-  503 ``OVERLOADED`` when ``config.waiting_limit`` requests already wait for a worker
-  (nothing is queued; ``retry_after`` = the seconds the queue needs to drain at the recent
-  service time, ``retry_after_seconds``), 503 ``NOT_READY`` (closing, or no worker ready: all restarting),
-  504 ``TIMEOUT`` (queue wait + run over ``timeout``), 500 ``WORKER_DIED``, 400
+* ``enqueue(payload, timeout, done) -> job``: queues one request and calls
+  ``done((http_status, json_bytes))`` or ``done(PoolError)`` exactly once, later, on the
+  loop. Raises ``PoolError`` at once (nothing queued): 503 ``OVERLOADED`` when
+  ``config.waiting_limit`` requests already wait for a worker (``retry_after`` = the
+  seconds the queue needs to drain at the recent service time, ``retry_after_seconds``),
+  503 ``NOT_READY`` (closing, or no worker ready: all restarting). Later failures go to
+  ``done``: 504 ``TIMEOUT`` (queue wait + run over ``timeout``), 500 ``WORKER_DIED``, 400
   ``BAD_REQUEST`` for a payload that cannot be sent to a worker (e.g. too deeply nested
   to pickle): nothing between taking a request off the queue and sending it can strand
   the request or leave its worker marked busy.
-* Cancelling ``submit`` (the client went away) drops a request that still waits: it is
-  never run. One already running finishes (its worker is single-threaded).
+* ``cancel(job)`` (the client went away): a request that still waits is dropped, never
+  run, and ``done`` is not called. One already running finishes (its worker is
+  single-threaded) and its answer is discarded.
+* ``submit(payload, timeout)``: the same as a coroutine, ``(http_status, json_bytes)`` or
+  ``PoolError``; cancelling it cancels the job.
 * Every dispatched request has a deadline (its ``timeout`` from arrival) kept by the
   pool itself, not only by the caller: a worker still holding a request past it is
   killed and replaced even when the client is gone, so a hung request cannot wedge it.
@@ -37,15 +42,14 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import itertools
 import logging
 import math
 import os
-import socket
-import subprocess
 import sys
 
-from orchestrator.predictor import protocol
+from orchestrator.predictor import channel, protocol
 from orchestrator.predictor.config import ModelConfig
 
 log = logging.getLogger("orchestrator.predictor")
@@ -91,27 +95,34 @@ def _serialisable(payload) -> bool:
 
 
 class _Job:
-    __slots__ = ("id", "payload", "future", "worker", "queued_at", "started_at", "deadline")
+    __slots__ = ("id", "payload", "done", "worker", "queued_at", "started_at", "timeout", "deadline", "timer",
+                 "settled")
 
-    def __init__(self, job_id: int, payload, future: asyncio.Future, now: float, timeout: float):
-        self.id, self.payload, self.future, self.queued_at = job_id, payload, future, now
+    def __init__(self, job_id: int, payload, done, now: float, timeout: float):
+        self.id, self.payload, self.done, self.queued_at = job_id, payload, done, now
         self.worker: _Worker | None = None
         self.started_at = 0.0
-        self.deadline = now + timeout
+        self.timeout, self.deadline = timeout, now + timeout
+        self.timer: asyncio.TimerHandle | None = None
+        self.settled = False   # done was called, or the client went away
 
 
 class _Worker:
-    def __init__(self, proc, writer, initial: bool):
-        self.proc, self.writer, self.initial = proc, writer, initial
+    def __init__(self, initial: bool):
+        self.initial = initial
+        self.process: channel.WorkerProcess | None = None
         self.state = "loading"  # -> warming -> idle <-> busy -> exiting -> dead
         self.jobs: dict[int, _Job] = {}
         self.load_error: protocol.LoadFailed | None = None
         self.killed_reason: str | None = None
         self.watchdog: asyncio.TimerHandle | None = None
 
+    @property
+    def proc(self):
+        return self.process.proc
+
     def send(self, message) -> None:
-        if not self.writer.is_closing():
-            self.writer.writelines(protocol.frame(message))
+        self.process.send(message)
 
     def kill(self, reason: str) -> None:
         """Kill the process; its exit fails its requests and starts a replacement."""
@@ -128,7 +139,7 @@ class _Worker:
 class WorkerPool:
     def __init__(self, config: ModelConfig, *, name: str, env: dict, py2_compat: bool = False, metrics=None):
         self.config, self.name, self.env, self.py2_compat, self.metrics = config, name, env, py2_compat, metrics
-        self.file_fields = {"images", dict(config.envs).get("input_data_name") or env.get("input_data_name") or "images"}
+        self.model_header = config.id.encode()
         self._workers: list[_Worker] = []
         self._pending: collections.deque[_Job] = collections.deque()
         self._jobs_open = 0
@@ -216,26 +227,57 @@ class WorkerPool:
             task.cancel()
 
     # -- requests -------------------------------------------------------------------------
-    async def submit(self, payload, timeout: float) -> tuple[int, bytes]:
+    def enqueue(self, payload, timeout: float, done) -> _Job:
         if not self.accepting():
             raise PoolError(503, protocol.NOT_READY, f"model config {self.config.id} has no ready worker", 1)
         if len(self._pending) >= self.config.waiting_limit and not self._idle_worker():
             raise self.overloaded()
-        job = _Job(next(self._ids), payload, self._loop.create_future(), self._loop.time(), timeout)
+        job = _Job(next(self._ids), payload, done, self._loop.time(), timeout)
+        job.timer = self._loop.call_at(job.deadline, self._expire, job)
         self._jobs_open += 1
         self._pending.append(job)
         self._dispatch()
+        return job
+
+    async def submit(self, payload, timeout: float) -> tuple[int, bytes]:
+        future = self._loop.create_future()
+
+        def done(outcome) -> None:
+            if not future.done():
+                future.set_exception(outcome) if isinstance(outcome, PoolError) else future.set_result(outcome)
+
+        job = self.enqueue(payload, timeout, done)
         try:
-            return await asyncio.wait_for(asyncio.shield(job.future), timeout)
-        except asyncio.TimeoutError:
-            self._abandon(job, kill_reason=f"request {job.id} exceeded {timeout:g} s")
-            raise PoolError(504, protocol.TIMEOUT, f"no answer within {timeout:g} s") from None
+            return await future
         except asyncio.CancelledError:
-            self._abandon(job, kill_reason=None)  # client gone: let a running job finish
+            self.cancel(job)
             raise
 
+    def cancel(self, job: _Job) -> None:
+        """The client went away: drop the request if it waits; a running one finishes."""
+        self._settle(job, None)
+        self._abandon(job, kill_reason=None)
+
+    def _settle(self, job: _Job, outcome) -> None:
+        """Call ``job.done(outcome)`` unless it was called or the client left (outcome None: quietly)."""
+        if job.settled:
+            return
+        job.settled = True
+        if job.timer is not None:
+            job.timer.cancel()
+        if outcome is not None:
+            try:
+                job.done(outcome)
+            except Exception:   # the caller's bug must not corrupt the pool's bookkeeping
+                log.exception("answering request %d failed", job.id)
+
+    def _expire(self, job: _Job) -> None:
+        job.timer = None
+        if not job.settled:
+            self._abandon(job, kill_reason=f"request {job.id} exceeded {job.timeout:g} s")
+            self._settle(job, PoolError(504, protocol.TIMEOUT, f"no answer within {job.timeout:g} s"))
+
     def _abandon(self, job: _Job, kill_reason: str | None) -> None:
-        job.future.cancel()
         if job in self._pending:
             self._pending.remove(job)
             self._finish(job)
@@ -252,8 +294,7 @@ class WorkerPool:
     def _fail_pending(self, status: int, code: str, message: str) -> None:
         while self._pending:
             job = self._pending.popleft()
-            if not job.future.done():
-                job.future.set_exception(PoolError(status, code, message, retry_after=1))
+            self._settle(job, PoolError(status, code, message, retry_after=1))
             self._finish(job)
 
     def _idle_worker(self) -> _Worker | None:
@@ -283,7 +324,7 @@ class WorkerPool:
         """Send ``jobs`` to ``worker``; return those sent. A request that cannot be
         serialised is failed on its own (400) and the rest of its batch is still sent."""
         try:
-            worker.send(protocol.Predict([(job.id, job.payload) for job in jobs]))
+            worker.process.send_jobs([(job.id, job.payload) for job in jobs])
             return jobs
         except Exception as exc:  # RecursionError, PicklingError, ...
             failure = exc
@@ -294,9 +335,8 @@ class WorkerPool:
         return self._send(worker, sendable) if 0 < len(sendable) < len(jobs) else []
 
     def _refuse(self, job: _Job, exc: Exception) -> None:
-        if not job.future.done():
-            job.future.set_exception(PoolError(400, protocol.BAD_REQUEST, "the request cannot be passed to a worker "
-                                               f"({type(exc).__name__}); send a less deeply nested document"))
+        self._settle(job, PoolError(400, protocol.BAD_REQUEST, "the request cannot be passed to a worker "
+                                    f"({type(exc).__name__}); send a less deeply nested document"))
         self._finish(job)
 
     def _overdue(self, worker: _Worker) -> None:
@@ -310,39 +350,24 @@ class WorkerPool:
 
     # -- worker processes -----------------------------------------------------------------
     async def _spawn(self, initial: bool) -> None:
-        ours, theirs = socket.socketpair()
-        for end in (ours, theirs):  # a 12 MB request in few syscalls (the kernel caps it at wmem_max)
-            end.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
-        cmd = [sys.executable, "-m", "orchestrator.predictor.worker", "--fd", str(theirs.fileno()),
+        cmd = [sys.executable, "-m", "orchestrator.predictor.worker",
                "--model-dir", self.config.model_dir, "--name", self.name, "--parent-pid", str(os.getpid()),
                "--batch-size", str(self.config.batch_size)] + (["--py2-compat"] if self.py2_compat else []) + (
                ["--runtime", self.config.runtime] if self.config.runtime else [])
-        try:
-            proc = await asyncio.create_subprocess_exec(*cmd, pass_fds=[theirs.fileno()], cwd=self.config.model_dir,
-                                                        env=self.env, stdin=subprocess.DEVNULL)
-        except BaseException:
-            ours.close()
-            raise
-        finally:
-            theirs.close()
-        reader, writer = await asyncio.open_unix_connection(sock=ours)
-        worker = _Worker(proc, writer, initial)
+        worker = _Worker(initial)
+        worker.process = await channel.spawn(
+            cmd, env=self.env, cwd=self.config.model_dir, on_message=functools.partial(self._on_message, worker),
+            on_closed=lambda: self._track(self._reap(worker)))
         self._workers.append(worker)
-        self._track(self._read(worker, reader))
 
     def _track(self, coro) -> None:
         task = self._loop.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _read(self, worker: _Worker, reader: asyncio.StreamReader) -> None:
-        try:
-            while True:
-                self._on_message(worker, await protocol.read_message(reader))
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
-        finally:
-            worker.writer.close()
+    async def _reap(self, worker: _Worker) -> None:
+        """The worker's channel closed: wait for its exit code, then account for it."""
+        worker.process.close()
         was, worker.state = worker.state, "exiting"  # gets no more work while we wait for the exit code
         self._on_exit(worker, was, await worker.proc.wait())
 
@@ -365,8 +390,7 @@ class WorkerPool:
             if job is not None:
                 took = self._loop.time() - job.started_at
                 self._service_s = took if not self._service_s else self._service_s + 0.2 * (took - self._service_s)
-                if not job.future.done():
-                    job.future.set_result((msg.status, msg.body))
+                self._settle(job, (msg.status, msg.body))
                 self._finish(job, msg.status, msg.timings)
         self._dispatch()
 
@@ -375,9 +399,8 @@ class WorkerPool:
         worker.disarm()
         self._workers.remove(worker)
         for job in worker.jobs.values():
-            if not job.future.done():
-                job.future.set_exception(PoolError(
-                    500, protocol.WORKER_DIED, f"worker process exited with code {code} while handling the request"))
+            self._settle(job, PoolError(500, protocol.WORKER_DIED,
+                                        f"worker process exited with code {code} while handling the request"))
             self._finish(job)
         worker.jobs.clear()
         if self._closing:

@@ -1,8 +1,8 @@
 """Messages between the predictor front and its worker processes, and error bodies.
 
 Transport: one ``socketpair`` per worker. The worker wraps its end in
-``multiprocessing.connection.Connection``; the front speaks the same framing on asyncio
-streams (``frame``/``read_message``): a 4-byte big-endian signed length (or -1 and an
+``multiprocessing.connection.Connection``; the front speaks the same framing
+(``frame``; read in ``channel.py``): a 4-byte big-endian signed length (or -1 and an
 8-byte length) followed by a pickle. Imports nothing heavy; both sides use it.
 
 The messages are the named tuples below (pickled by class, so both sides import this module).
@@ -16,7 +16,11 @@ worker -> front
 front -> worker
   ``Warmup()``                       run one synthetic request (readiness waits for it)
   ``Predict([(job_id, payload), ...])``  one job, or a batch (see ``handler.py``);
-                                     payload: ``("json", obj)`` or
+                                     payload: the request body as received,
+                                     ``("raw", content_type, bytes)``, or the same in
+                                     the shared buffer, ``("shared", content_type,
+                                     offset, length)`` (``channel.py``); also
+                                     ``("json", obj)`` or
                                      ``("multipart", [(field, filename, bytes)], {field: text})``
   ``None``                           finish and exit
 """
@@ -91,11 +95,3 @@ def frame(message) -> list[bytes]:
     size = len(data)
     header = struct.pack("!i", size) if size <= 0x7FFFFFFF else struct.pack("!iQ", -1, size)
     return [header, data]
-
-
-async def read_message(reader):
-    """Read one frame from an ``asyncio.StreamReader``; ``IncompleteReadError`` at EOF."""
-    size, = struct.unpack("!i", await reader.readexactly(4))
-    if size == -1:
-        size, = struct.unpack("!Q", await reader.readexactly(8))
-    return pickle.loads(await reader.readexactly(size))

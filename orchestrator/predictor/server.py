@@ -1,4 +1,4 @@
-"""Lifecycle of one predictor front: socket, uvicorn, worker pools, ready file, signals.
+"""Lifecycle of one predictor front: socket, HTTP server, worker pools, ready file, signals.
 
 Contract of ``run(settings) -> exit code``:
 
@@ -30,12 +30,10 @@ import socket
 import sys
 import time
 
-import uvicorn
-
 from orchestrator.childenv import without_secrets
-from orchestrator.predictor.app import AppState, create_app
+from orchestrator.predictor.app import AccessLog, AppState, Front, docs_app
 from orchestrator.predictor.config import ConfigError, read_service
-from orchestrator.predictor.guard import guarded_protocol
+from orchestrator.predictor.http import HttpServer, Limits
 from orchestrator.predictor.metrics import Metrics
 from orchestrator.predictor.pool import LoadFailed
 from orchestrator.predictor.router import Router
@@ -77,6 +75,17 @@ def _report_load_failure(exc: LoadFailed) -> None:
         sys.stderr.write(exc.details if exc.details.endswith("\n") else exc.details + "\n")
     sys.stderr.write(f"predictor: failed to load the model service: {exc.message}\n")
     sys.stderr.flush()
+
+
+async def _drain(listener, http: HttpServer, grace: float) -> None:
+    """Stop accepting, let requests in progress finish (at most ``grace`` s), close the rest."""
+    listener.close()
+    http.close_idle()
+    deadline = time.monotonic() + grace
+    while http.busy() and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    for conn in list(http.connections):
+        conn.transport.close()
 
 
 class _Front:
@@ -136,29 +145,21 @@ async def run(settings) -> int:
     router = Router(name=settings.name, base_env=without_secrets(), drop_env=(settings.token_env,),
                     py2_compat=settings.py2_compat, drain_grace=settings.request_timeout + 5)
     metrics = router.metrics = Metrics(router.snapshot)
-    state = AppState()
-    app = create_app(router, state, metrics, name=settings.name, request_timeout=settings.request_timeout,
-                     max_body_bytes=settings.max_body_bytes, token=settings.token)
-    config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="off",
-                            http=guarded_protocol(settings.header_timeout, settings.body_timeout,
-                                                  settings.max_connections),
-                            timeout_keep_alive=200,  # ModelArts asks for long keep-alive
-                            timeout_graceful_shutdown=int(settings.request_timeout) + 5)
-    server = uvicorn.Server(config)
+    state, access = AppState(), AccessLog()
+    handler = Front(router, state, metrics, docs_app(router, state, metrics, name=settings.name),
+                    request_timeout=settings.request_timeout, token=settings.token, access=access)
+    http = HttpServer(handler, Limits(header_timeout=settings.header_timeout, body_timeout=settings.body_timeout,
+                                      max_connections=settings.max_connections,
+                                      max_body_bytes=settings.max_body_bytes))
     front = _Front(settings, router, url, host, port)
-
-    # uvicorn swaps in its own handlers while serving and re-raises the signal afterwards;
-    # ours (restored then) turns that re-raise, and any signal outside serve(), into a
-    # graceful stop instead of the default "die".
-    def _stop(_sig, _frame):
-        server.should_exit = True
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, _stop)
     loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stopping.set)
     loop.add_signal_handler(signal.SIGHUP, front.request_reload)
 
-    serving = asyncio.create_task(server.serve(sockets=[sock]))
+    listener = await loop.create_server(http, sock=sock)
+    serving = asyncio.create_task(stopping.wait())
     starting = asyncio.create_task(router.apply(settings.configs))
     await asyncio.wait({serving, starting}, return_when=asyncio.FIRST_COMPLETED)
     code, failure, reloading = 0, None, None
@@ -169,7 +170,7 @@ async def run(settings) -> int:
         if not isinstance(exc, LoadFailed):  # e.g. the worker could not even be spawned
             exc = LoadFailed(1, f"{type(exc).__name__}: {exc}")
         failure, code = exc, exc.exit_code
-        server.should_exit = True
+        stopping.set()
     else:
         state.started, state.reason = True, ""
         front.publish()
@@ -178,16 +179,18 @@ async def run(settings) -> int:
 
             def _expire():
                 log.info("predictor %s: ttl of %.0fs expired, stopping", settings.name, settings.ttl)
-                server.should_exit = True
+                stopping.set()
 
             loop.call_later(settings.ttl, _expire)
         log.info("predictor %s ready at %s: %s", settings.name, url,
                  ", ".join(f"{c['id']} weight {c['weight']} pids {c['pids']}" for c in router.snapshot()))
     try:
         await serving
+        await _drain(listener, http, grace=settings.request_timeout + 5)
     finally:
         state.started, state.reason = False, "shutting down"
-        loop.remove_signal_handler(signal.SIGHUP)
+        for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
         for task in (starting, reloading):
             if task is not None and not task.done():
                 task.cancel()  # a half-started config set closes its own pools
@@ -195,6 +198,7 @@ async def run(settings) -> int:
         if code == 0:
             _remove(settings.ready_file)
         await router.close(grace=10.0)
+        access.flush()
     if failure is not None:
         _report_load_failure(failure)  # last on stderr: callers show the log tail
     else:

@@ -1,9 +1,10 @@
 """Predictor worker process: one service instance, one request (or batch) at a time.
 
-Started by the front (``pool.py``) as ``python -m orchestrator.predictor.worker --fd N
---model-dir DIR --name NAME [--parent-pid P] [--py2-compat] [--batch-size B]`` with
-``OMP_NUM_THREADS`` already in its environment and cwd = the model folder. Speaks
-``protocol.py`` on fd N.
+Started by the front (``pool.py``, ``channel.py``) as ``python -m orchestrator.predictor.worker
+--fd N --model-dir DIR --name NAME [--parent-pid P] [--py2-compat] [--batch-size B]
+[--shared-fd M --shared-size S]`` with ``OMP_NUM_THREADS`` already in its environment and
+cwd = the model folder. Speaks ``protocol.py`` on fd N; request bodies the front put in
+the shared buffer M are read from there.
 
 Contract:
 * Ignores SIGINT/SIGTERM (the front decides when it stops; a terminal Ctrl-C reaches the
@@ -19,6 +20,7 @@ Contract:
 from __future__ import annotations
 
 import argparse
+import mmap
 import os
 import signal
 import sys
@@ -26,6 +28,7 @@ import traceback
 from multiprocessing.connection import Connection
 
 from orchestrator.predictor import protocol
+from orchestrator.predictor.channel import resolve
 
 
 def _die_with_parent(parent_pid: int | None) -> None:
@@ -70,7 +73,7 @@ def _load(conn: Connection, model_dir: str, name: str, py2_compat: bool, batch_s
 
 
 def serve(conn: Connection, model_dir: str, name: str, py2_compat: bool, batch_size: int = 1,
-          runtime: str = "") -> int:
+          runtime: str = "", shared=None) -> int:
     runner = _load(conn, model_dir, name, py2_compat, batch_size, runtime)
     if runner is None:
         return 1
@@ -88,7 +91,7 @@ def serve(conn: Connection, model_dir: str, name: str, py2_compat: bool, batch_s
                       "serving anyway", file=sys.stderr, flush=True)
             replies = [protocol.Warm(status, note)]
         else:
-            jobs = msg.jobs
+            jobs = [(job_id, resolve(payload, shared)) for job_id, payload in msg.jobs]
             results = [runner.handle(jobs[0][1])] if len(jobs) == 1 else runner.handle_batch([p for _, p in jobs])
             replies = [protocol.Result(job_id, *result) for (job_id, _), result in zip(jobs, results)]
         try:
@@ -107,15 +110,18 @@ def main(argv=None) -> int:
     parser.add_argument("--py2-compat", action="store_true")
     parser.add_argument("--batch-size", type=int, default=1)
     parser.add_argument("--runtime", default="", help="overrides config.json's runtime (python2.7 when unset)")
+    parser.add_argument("--shared-fd", type=int)
+    parser.add_argument("--shared-size", type=int, default=0)
     args = parser.parse_args(argv)
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, signal.SIG_IGN)
     _die_with_parent(args.parent_pid)
     conn = Connection(args.fd)
+    shared = mmap.mmap(args.shared_fd, args.shared_size) if args.shared_fd is not None else None
     os.chdir(args.model_dir)
     try:
         return serve(conn, os.path.abspath(args.model_dir), args.name, args.py2_compat, args.batch_size,
-                     args.runtime)
+                     args.runtime, shared)
     finally:
         conn.close()
 
