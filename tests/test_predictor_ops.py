@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import signal
 import socket
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import pytest
 import requests
 
 from orchestrator.predictor.handler import assemble, split
-from orchestrator.predictor.pool import next_batch
+from orchestrator.predictor.batching import AdaptiveWindow
 from test_predictor import (FIXTURES, Predictor, assert_error, in_background, metric, post_json, start, wait_for,
                             wait_until)
 
@@ -181,12 +182,23 @@ def test_reload_changes_weights_in_place_and_keeps_in_flight_requests(ab, tmp_pa
 
 # -- dynamic batching ------------------------------------------------------------------------
 
-def test_next_batch_counts_the_delay_from_the_oldest_request():
-    assert next_batch(waiting=4, oldest_at=10.0, now=10.0, size=4, delay=0.5) == (4, None)  # full: go
-    assert next_batch(waiting=9, oldest_at=10.0, now=10.0, size=4, delay=0.5) == (4, None)
-    assert next_batch(waiting=2, oldest_at=10.0, now=10.3, size=4, delay=0.5) == (0, 10.5)  # not 10.8
-    assert next_batch(waiting=2, oldest_at=10.0, now=10.5, size=4, delay=0.5) == (2, None)  # partial
-    assert next_batch(waiting=1, oldest_at=10.0, now=10.0, size=1, delay=0.5) == (1, None)  # batching off
+def test_the_batching_window_waits_only_when_measured_costs_say_it_pays():
+    window = AdaptiveWindow(size=4, max_delay=0.5)
+    assert window.decide(waiting=9, oldest_at=10.0, now=10.0) == (4, None)         # full: go
+    assert window.decide(waiting=2, oldest_at=10.0, now=10.0) == (2, None)         # nothing measured: no wait
+    for t in (10.0, 10.01, 10.02, 10.03):
+        window.arrived(t)                                                           # a request every 10 ms
+    for n, cost in ((1, 0.040), (2, 0.078), (3, 0.116)):                           # CPU-like: n x 39 ms
+        window.served(n, cost)
+    assert window.saving(2) == pytest.approx(0.002)
+    assert window.decide(waiting=2, oldest_at=10.0, now=10.0) == (2, None)         # 10 ms gap > 2 ms saved
+    window.served(3, 0.060)                      # a cheap batch of 3 (GPU-like) moves the average to 0.1048 s
+    assert window.saving(2) == pytest.approx(0.078 + 0.040 - 0.1048)               # 13 ms saved > 10 ms gap
+    take, wake = window.decide(waiting=2, oldest_at=10.0, now=10.0)
+    assert take == 0 and wake == pytest.approx(10.01)                               # wait for the next arrival
+    assert window.decide(waiting=2, oldest_at=10.0, now=10.0, idle_workers=2) == (2, None)
+    assert window.decide(waiting=2, oldest_at=10.0, now=10.5) == (2, None)         # never past max_delay
+    assert AdaptiveWindow(size=1, max_delay=0.5).decide(waiting=3, oldest_at=0, now=0) == (1, None)
 
 
 def test_assemble_and_split_round_trip_batches_of_mixed_sizes():
@@ -198,18 +210,20 @@ def test_assemble_and_split_round_trip_batches_of_mixed_sizes():
     assert split(np.arange(3), [2, 1])[1].tolist() == [2]  # a bare array stays bare
 
 
-def test_dynamic_batching_serves_partial_batches_after_the_delay(tmp_path_factory):
+def test_dynamic_batching_takes_what_queued_while_the_worker_was_busy(tmp_path_factory):
     p = start(tmp_path_factory, FIXTURES / "batching", "--batch-size", "4", "--batch-delay-ms", "300")
     try:
-        jobs = [in_background(post_json, p.url, {"x": i}) for i in range(3)]
-        for thread, _ in jobs:
+        busy = in_background(post_json, p.url, {"x": 0, "sleep": 1.0})
+        time.sleep(0.3)  # the only worker is busy: the next three queue behind it
+        jobs = [in_background(post_json, p.url, {"x": i}) for i in (1, 2, 3)]
+        for thread, _ in [busy, *jobs]:
             thread.join(30)
+        assert busy[1]["r"].json() == {"y": 0.0, "batch": 1}
         answers = sorted((box["r"].json()["y"], box["r"].json()["batch"]) for _, box in jobs)
-        assert [y for y, _ in answers] == [0.0, 2.0, 4.0]
-        assert {b for _, b in answers} <= {1, 2, 3} and sum(1 for _, b in answers if b > 1) >= 2
-        assert post_json(p.url, {"x": 5}).json() == {"y": 10.0, "batch": 1}  # alone: after the delay
+        assert answers == [(2.0, 3), (4.0, 3), (6.0, 3)]                     # one batch, not three
+        assert post_json(p.url, {"x": 5}).json() == {"y": 10.0, "batch": 1}  # alone: no company to wait for
         assert_error(post_json(p.url, {"nope": 1}), 400, "PRED.INVALID_INPUT")
-        assert metric(p.url, "predictor_batch_size_count") >= 2
+        assert metric(p.url, "predictor_batch_size_count") >= 3
     finally:
         p.stop()
 

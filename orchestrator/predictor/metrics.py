@@ -57,16 +57,25 @@ class Metrics:
         self.restarts = Counter("predictor_worker_restarts", "Workers replaced after a crash or timeout",
                                 ["model"], registry=r)
         r.register(_PoolGauges(snapshot))
+        self._children: dict = {}
+
+    def _child(self, metric, *labels):
+        """``metric.labels(*labels)``, looked up once (it takes a lock and builds a key per call)."""
+        key = (metric, labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
 
     def observe_request(self, model: str, code: int, seconds: float) -> None:
-        self.requests.labels(model, str(code)).inc()
+        self._child(self.requests, model, str(code)).inc()
         if model != "-":
-            self.latency.labels(model).observe(seconds)
+            self._child(self.latency, model).observe(seconds)
 
     def observe_stages(self, model: str, queue_s: float, timings: dict) -> None:
-        self.stages.labels(model, "queue").observe(queue_s)
+        self._child(self.stages, model, "queue").observe(queue_s)
         for stage, seconds in timings.items():
-            self.stages.labels(model, stage).observe(seconds)
+            self._child(self.stages, model, stage).observe(seconds)
 
     def observe_batch(self, model: str, size: int) -> None:
         self.batches.labels(model).observe(size)

@@ -28,8 +28,9 @@ Contract (every method runs on the front's event loop; no threads):
   so the front answers 503 ``OVERLOADED`` before reading when every place is taken.
 * A request goes to whichever worker is idle (per request, not per connection), oldest
   first. With ``config.batch_size`` > 1 an idle worker takes up to that many waiting
-  requests at once, and waits for more at most ``batch_delay_ms`` counted from the arrival
-  of the oldest waiting request (``next_batch``).
+  requests at once; it waits for more only when the measured batch costs say that pays,
+  and at most ``batch_delay_ms`` after the oldest waiting request came
+  (``batching.AdaptiveWindow``).
 * A worker that overruns the timeout is killed (it is single-threaded, so it would stay
   stuck; the other requests of its batch fail with 500) and, like one that dies, replaced;
   a replacement that fails to load is retried with back-off (1 s doubling to 30 s).
@@ -50,6 +51,7 @@ import os
 import sys
 
 from orchestrator.predictor import channel, protocol
+from orchestrator.predictor.batching import AdaptiveWindow
 from orchestrator.predictor.config import ModelConfig
 
 log = logging.getLogger("orchestrator.predictor")
@@ -69,15 +71,6 @@ class LoadFailed(Exception):
     def __init__(self, exit_code: int, message: str, details: str = ""):
         super().__init__(message)
         self.exit_code, self.message, self.details = exit_code, message, details
-
-
-def next_batch(waiting: int, oldest_at: float, now: float, size: int, delay: float) -> tuple[int, float | None]:
-    """``(how many to take now, when to look again)`` for one idle worker: a full batch at
-    once; a partial one once ``delay`` has passed since the OLDEST waiting request came."""
-    take = min(size, waiting)
-    if take == size or now >= oldest_at + delay:
-        return take, None
-    return 0, oldest_at + delay
 
 
 def retry_after_seconds(queued: int, workers: int, service_s: float) -> int:
@@ -116,6 +109,7 @@ class _Worker:
         self.load_error: protocol.LoadFailed | None = None
         self.killed_reason: str | None = None
         self.watchdog: asyncio.TimerHandle | None = None
+        self.batch_started, self.batch_n = 0.0, 0   # when the jobs it holds were sent, how many
 
     @property
     def proc(self):
@@ -152,6 +146,7 @@ class WorkerPool:
         self._tasks: set[asyncio.Task] = set()
         self._backoff = 1.0
         self._service_s = 0.0  # moving average of recent requests' run time (dispatch to answer)
+        self._window = AdaptiveWindow(config.batch_size, config.batch_delay_ms / 1000.0)
         self._reading = 0  # requests admitted whose body is still being read
 
     # -- state ----------------------------------------------------------------------------
@@ -163,10 +158,6 @@ class WorkerPool:
 
     def accepting(self) -> bool:
         return not (self._closing or self._retiring) and self.ready_workers() > 0
-
-    def would_wait(self) -> bool:
-        """True when a request submitted now would queue rather than go to a worker at once."""
-        return bool(self._pending) or self.config.batch_size > 1 or self._idle_worker() is None
 
     def reserve(self) -> None:
         """Hold a place for a request before its body is read; raises ``overloaded()``
@@ -233,6 +224,7 @@ class WorkerPool:
         if len(self._pending) >= self.config.waiting_limit and not self._idle_worker():
             raise self.overloaded()
         job = _Job(next(self._ids), payload, done, self._loop.time(), timeout)
+        self._window.arrived(job.queued_at)
         job.timer = self._loop.call_at(job.deadline, self._expire, job)
         self._jobs_open += 1
         self._pending.append(job)
@@ -302,8 +294,11 @@ class WorkerPool:
 
     def _dispatch(self) -> None:
         while self._pending and (worker := self._idle_worker()) is not None:
-            take, wake_at = next_batch(len(self._pending), self._pending[0].queued_at, self._loop.time(),
-                                       self.config.batch_size, self.config.batch_delay_ms / 1000.0)
+            take, wake_at = 1, None
+            if self.config.batch_size > 1:
+                idle = sum(w.state == "idle" for w in self._workers)
+                take, wake_at = self._window.decide(len(self._pending), self._pending[0].queued_at,
+                                                    self._loop.time(), idle)
             if not take:
                 if self._timer is None:
                     self._timer = self._loop.call_at(wake_at, self._on_timer)
@@ -315,7 +310,7 @@ class WorkerPool:
             for job in jobs:
                 job.worker, job.started_at = worker, now
                 worker.jobs[job.id] = job
-            worker.state = "busy"
+            worker.state, worker.batch_started, worker.batch_n = "busy", now, len(jobs)
             worker.watchdog = self._loop.call_at(max(job.deadline for job in jobs), self._overdue, worker)
             if self.metrics is not None and self.config.batch_size > 1:
                 self.metrics.observe_batch(self.config.id, len(jobs))
@@ -387,6 +382,8 @@ class WorkerPool:
             if not worker.jobs:
                 worker.state = "idle"
                 worker.disarm()
+                if self.config.batch_size > 1:
+                    self._window.served(worker.batch_n, self._loop.time() - worker.batch_started)
             if job is not None:
                 took = self._loop.time() - job.started_at
                 self._service_s = took if not self._service_s else self._service_s + 0.2 * (took - self._service_s)
