@@ -63,7 +63,7 @@ def test_requirements_are_pinned_and_match_the_project(context):
     pins = dict(line.lower().split("==") for line in cpu)
     assert pins["mxnet"] == "1.9.1" and tuple(map(int, pins["numpy"].split(".")[:2])) < (1, 24)
     assert tuple(map(int, pins["opencv-python-headless"].split(".")[:2])) < (4, 12)
-    assert {"fastapi", "uvicorn", "psutil", "pillow"} <= set(pins)
+    assert {"fastapi", "httptools", "uvloop", "psutil", "pillow"} <= set(pins)
     assert "mxnet-cu112==1.9.1" in gpu and not any(line.startswith("mxnet==") for line in gpu)
     cuda = dockerfile.read(context / "Dockerfile.cu112")
     assert cuda.base.startswith("nvidia/cuda:11.2") and "requirements-cu112.txt" in [s for s, _ in cuda.copies]

@@ -41,8 +41,8 @@ PYTHON = "{}.{}.{}".format(*sys.version_info[:3])
 DEFAULT_BASE = f"python:{PYTHON}-slim-bookworm"
 CUDA_BASE = "nvidia/cuda:11.2.2-cudnn8-runtime-ubuntu20.04"
 # What the runtime imports in a container: training jobs (mxnet, numpy, opencv, Pillow) and
-# the predictor (FastAPI on uvicorn); their dependencies are added and pinned too.
-ROOTS = ("mxnet", "numpy", "opencv-python-headless", "Pillow", "fastapi", "uvicorn", "uvloop", "httptools",
+# the predictor (its own HTTP layer on httptools/uvloop, FastAPI for docs); their dependencies are added and pinned too.
+ROOTS = ("mxnet", "numpy", "opencv-python-headless", "Pillow", "fastapi", "uvloop", "httptools",
          "prometheus-client", "python-multipart", "psutil", "requests", "PyYAML")
 MARK = "image.json"
 IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc")

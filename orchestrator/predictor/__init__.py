@@ -2,7 +2,7 @@
 
 ``python -m orchestrator.predictor --model-dir DIR`` (one package) or ``--config FILE``
 (several packages with traffic weights, reloaded on SIGHUP) runs one front process
-(FastAPI on uvicorn, no mxnet) and a pool of worker processes per package (one
+(its own HTTP/1.1 layer on httptools and uvloop, no mxnet) and a pool of worker processes per package (one
 ``customize_service`` instance each). See README.md here for the module map and
 docs/predictor.md for the user guide.
 """

@@ -2,7 +2,7 @@
 
 ``main(argv) -> exit code``: 0 after a clean shutdown, 1 when a service failed to load,
 2 for bad arguments, a malformed service file or a malformed model package. Heavy
-modules (FastAPI, uvicorn) are imported only after the arguments are valid; mxnet is
+modules (FastAPI, the HTTP layer) are imported only after the arguments are valid; mxnet is
 never imported in this process. The bearer token is read from an environment variable
 (never from the command line, which ``ps`` shows) and is never logged.
 """
