@@ -127,15 +127,16 @@ class Ours(_Server):
     label = "ours"
 
     def __init__(self, package: str, workdir: str, workers: int, autogroup_nice: int | None = None,
-                 label: str = "ours"):
+                 label: str = "ours", batch_size: str = "1"):
         super().__init__(workdir, autogroup_nice)
-        self.package, self.workers, self.label = package, workers, label
+        self.package, self.workers, self.label, self.batch_size = package, workers, label, batch_size
 
     def start(self, timeout: float = 180) -> float:
         ready = os.path.join(self.workdir, "ready.json")
         began = time.perf_counter()
         self._spawn([sys.executable, "-m", "orchestrator.predictor", "--model-dir", self.package,
-                     "--workers", str(self.workers), "--ready-file", ready, "--port", "0"])
+                     "--workers", str(self.workers), "--ready-file", ready, "--port", "0",
+                     "--batch-size", self.batch_size])
         _wait(lambda: os.path.exists(ready), timeout, self.proc, self.log_path, "our predictor")
         with open(ready) as fh:
             self.url = json.load(fh)["url"]

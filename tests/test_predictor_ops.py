@@ -199,6 +199,8 @@ def test_the_batching_window_waits_only_when_measured_costs_say_it_pays():
     assert window.decide(waiting=2, oldest_at=10.0, now=10.0, idle_workers=2) == (2, None)
     assert window.decide(waiting=2, oldest_at=10.0, now=10.5) == (2, None)         # never past max_delay
     assert AdaptiveWindow(size=1, max_delay=0.5).decide(waiting=3, oldest_at=0, now=0) == (1, None)
+    assert window.decide(waiting=2, oldest_at=10.0, now=10.5, workers=2) == (1, None)  # a share each
+    assert window.decide(waiting=14, oldest_at=10.0, now=10.5, workers=2) == (4, None)
 
 
 def test_assemble_and_split_round_trip_batches_of_mixed_sizes():
@@ -211,7 +213,7 @@ def test_assemble_and_split_round_trip_batches_of_mixed_sizes():
 
 
 def test_dynamic_batching_takes_what_queued_while_the_worker_was_busy(tmp_path_factory):
-    p = start(tmp_path_factory, FIXTURES / "batching", "--batch-size", "4", "--batch-delay-ms", "300")
+    p = start(tmp_path_factory, FIXTURES / "batching", "--batch-size", "auto", "--batch-delay-ms", "300")
     try:
         busy = in_background(post_json, p.url, {"x": 0, "sleep": 1.0})
         time.sleep(0.3)  # the only worker is busy: the next three queue behind it
@@ -224,6 +226,18 @@ def test_dynamic_batching_takes_what_queued_while_the_worker_was_busy(tmp_path_f
         assert post_json(p.url, {"x": 5}).json() == {"y": 10.0, "batch": 1}  # alone: no company to wait for
         assert_error(post_json(p.url, {"nope": 1}), 400, "PRED.INVALID_INPUT")
         assert metric(p.url, "predictor_batch_size_count") >= 3
+    finally:
+        p.stop()
+
+
+def test_auto_batching_serves_a_service_that_does_not_batch_one_by_one(tmp_path_factory):
+    p = start(tmp_path_factory, ECHO, "--batch-size", "auto", "--workers", "1")
+    try:
+        answers = [in_background(post_json, p.url, {"sleep": 0.3, "n": i}) for i in range(3)]
+        for thread, _ in answers:
+            thread.join(30)
+        assert sorted(box["r"].json()["data"]["n"] for _, box in answers) == [0, 1, 2]
+        assert metric(p.url, "predictor_batch_size_count") == 0
     finally:
         p.stop()
 

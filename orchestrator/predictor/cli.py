@@ -15,7 +15,8 @@ import logging
 import os
 import sys
 
-from orchestrator.predictor.config import ConfigError, ModelConfig, parse_config, read_service
+from orchestrator.predictor.config import (AUTO, AUTO_BATCH, DEFAULT_BATCH_SIZE, ConfigError, ModelConfig,
+                                          parse_config, read_service)
 from orchestrator.predictor.loader import SERVICE_FILE
 from orchestrator.version import VersionAction
 
@@ -72,14 +73,29 @@ def build_parser() -> argparse.ArgumentParser:
     one.add_argument("--model-id", help="id reported in X-Model-Id (default: the service name)")
     one.add_argument("--workers", type=int, default=1, help="model processes (default 1)")
     one.add_argument("--queue-size", type=int, help="requests that may wait for a worker (default 8 x workers)")
-    one.add_argument("--batch-size", type=int, default=1, help="dynamic batching: max requests per batch (1 = off)")
+    one.add_argument("--batch-size", type=_batch_size, default=DEFAULT_BATCH_SIZE,
+                     help=f"dynamic batching: max requests per batch (1 = off; auto = up to {AUTO_BATCH} when the "
+                          f"service declares supports_batching; default {_label(DEFAULT_BATCH_SIZE)})")
     one.add_argument("--batch-delay-ms", type=float, default=5.0,
-                     help="dynamic batching: longest wait for a full batch, from the first queued request")
+                     help="dynamic batching: longest wait for company, from the oldest queued request (the "
+                          "adaptive window waits only when measured batch costs say it pays)")
     one.add_argument("--optimize", choices=("auto", "fp32", "fused", "int8", "bf16"), default="auto",
                      help="network to serve: auto (default) = the converted one the package's optimize.json names, "
                           "else fp32; fp32 = the originals; a mode = that one, which the package must hold "
                           "(worker env MODEL_OPTIMIZE; see docs/predictor.md)")
     return p
+
+
+def _batch_size(text: str) -> int:
+    if text == "auto":
+        return AUTO
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be 'auto' or an integer >= 1, got {text!r}")
+    return int(text)
+
+
+def _label(batch_size: int) -> str:
+    return "auto" if batch_size == AUTO else str(batch_size)
 
 
 def default_name(model_dir: str) -> str:
@@ -117,11 +133,12 @@ def parse_settings(argv=None) -> Settings:
                 parser.error(f"--model-dir {args.model_dir}: no such folder")
             if not os.path.isfile(os.path.join(args.model_dir, SERVICE_FILE)):
                 parser.error(f"--model-dir {args.model_dir}: no {SERVICE_FILE} in it (not a ModelArts model package)")
-            if min(args.workers, args.batch_size) < 1 or args.batch_delay_ms < 0 or (args.queue_size or 0) < 0:
-                parser.error("--workers and --batch-size must be at least 1, --batch-delay-ms and --queue-size >= 0")
+            if args.workers < 1 or args.batch_delay_ms < 0 or (args.queue_size or 0) < 0:
+                parser.error("--workers must be at least 1, --batch-delay-ms and --queue-size >= 0")
             name = args.name or default_name(args.model_dir)
             doc = {"id": args.model_id or name, "model_dir": args.model_dir, "workers": args.workers,
-                   "batch_size": args.batch_size, "batch_delay_ms": args.batch_delay_ms}
+                   "batch_size": "auto" if args.batch_size == AUTO else args.batch_size,
+                   "batch_delay_ms": args.batch_delay_ms}
             if args.queue_size is not None:
                 doc["queue_size"] = args.queue_size
             if args.optimize != "auto":

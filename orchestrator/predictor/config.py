@@ -24,6 +24,9 @@ from orchestrator.predictor.loader import SERVICE_FILE
 
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 _KEYS = {"id", "model_dir", "weight", "workers", "envs", "batch_size", "batch_delay_ms", "queue_size", "runtime"}
+AUTO = 0            # batch_size "auto": batch up to AUTO_BATCH when the service supports it, else 1
+AUTO_BATCH = 4
+DEFAULT_BATCH_SIZE = 1
 
 
 class ConfigError(ValueError):
@@ -44,7 +47,7 @@ class ModelConfig:
     weight: int = 100
     workers: int = 1
     envs: tuple[tuple[str, str], ...] = ()
-    batch_size: int = 1            # 1 = no dynamic batching
+    batch_size: int = 1            # 1 = no dynamic batching; AUTO = up to AUTO_BATCH if the service supports it
     batch_delay_ms: float = 5.0    # counted from the first queued request of a batch
     queue_size: int | None = None  # requests waiting for a worker; None = 8 per worker
     runtime: str = ""              # "" = the package's config.json runtime (python2.7 when unset)
@@ -56,6 +59,11 @@ class ModelConfig:
     def same_pool(self, other: "ModelConfig") -> bool:
         """True when ``other`` differs at most in weight (its workers can be kept)."""
         return self == ModelConfig(**{**other.__dict__, "weight": self.weight})
+
+
+def batch_size_value(value, where: str) -> int:
+    """``"auto"`` -> ``AUTO``; otherwise an integer >= 1."""
+    return AUTO if value == "auto" else _int(value, where, 1)
 
 
 def _int(value, where: str, minimum: int) -> int:
@@ -86,7 +94,8 @@ def parse_config(doc, where: str = "config") -> ModelConfig:
     return ModelConfig(
         id=doc["id"], model_dir=model_dir, weight=_int(doc.get("weight", 100), f"{where}.weight", 0),
         workers=_int(doc.get("workers", 1), f"{where}.workers", 1), envs=tuple(sorted(envs.items())),
-        batch_size=_int(doc.get("batch_size", 1), f"{where}.batch_size", 1), batch_delay_ms=float(delay),
+        batch_size=batch_size_value(doc.get("batch_size", DEFAULT_BATCH_SIZE), f"{where}.batch_size"),
+        batch_delay_ms=float(delay),
         queue_size=None if queue is None else _int(queue, f"{where}.queue_size", 0),
         runtime=_runtime(doc.get("runtime", ""), f"{where}.runtime"))
 

@@ -27,7 +27,8 @@ Contract (every method runs on the front's event loop; no threads):
 * ``reserve()`` / ``unreserve()``: a place for a request whose body is still being read,
   so the front answers 503 ``OVERLOADED`` before reading when every place is taken.
 * A request goes to whichever worker is idle (per request, not per connection), oldest
-  first. With ``config.batch_size`` > 1 an idle worker takes up to that many waiting
+  first. With ``batch_size`` > 1 (``config.batch_size``; ``AUTO``: ``AUTO_BATCH`` once
+  the first worker said its service supports batching, else 1) an idle worker takes up to that many waiting
   requests at once; it waits for more only when the measured batch costs say that pays,
   and at most ``batch_delay_ms`` after the oldest waiting request came
   (``batching.AdaptiveWindow``).
@@ -52,7 +53,7 @@ import sys
 
 from orchestrator.predictor import channel, protocol
 from orchestrator.predictor.batching import AdaptiveWindow
-from orchestrator.predictor.config import ModelConfig
+from orchestrator.predictor.config import AUTO, AUTO_BATCH, ModelConfig
 
 log = logging.getLogger("orchestrator.predictor")
 
@@ -146,7 +147,9 @@ class WorkerPool:
         self._tasks: set[asyncio.Task] = set()
         self._backoff = 1.0
         self._service_s = 0.0  # moving average of recent requests' run time (dispatch to answer)
-        self._window = AdaptiveWindow(config.batch_size, config.batch_delay_ms / 1000.0)
+        # batch_size "auto" is settled by the first worker's Loaded (does the service batch?)
+        self.batch_size = 1 if config.batch_size == AUTO else config.batch_size
+        self._window = AdaptiveWindow(self.batch_size, config.batch_delay_ms / 1000.0)
         self._reading = 0  # requests admitted whose body is still being read
 
     # -- state ----------------------------------------------------------------------------
@@ -163,7 +166,7 @@ class WorkerPool:
         """Hold a place for a request before its body is read; raises ``overloaded()``
         when the queue and the workers are full (answer without reading). Pair with
         ``unreserve()``."""
-        if self._jobs_open + self._reading >= self.config.waiting_limit + self.config.workers * self.config.batch_size:
+        if self._jobs_open + self._reading >= self.config.waiting_limit + self.config.workers * self.batch_size:
             raise self.overloaded()
         self._reading += 1
 
@@ -295,10 +298,10 @@ class WorkerPool:
     def _dispatch(self) -> None:
         while self._pending and (worker := self._idle_worker()) is not None:
             take, wake_at = 1, None
-            if self.config.batch_size > 1:
+            if self.batch_size > 1:
                 idle = sum(w.state == "idle" for w in self._workers)
                 take, wake_at = self._window.decide(len(self._pending), self._pending[0].queued_at,
-                                                    self._loop.time(), idle)
+                                                    self._loop.time(), idle, self.ready_workers())
             if not take:
                 if self._timer is None:
                     self._timer = self._loop.call_at(wake_at, self._on_timer)
@@ -312,7 +315,7 @@ class WorkerPool:
                 worker.jobs[job.id] = job
             worker.state, worker.batch_started, worker.batch_n = "busy", now, len(jobs)
             worker.watchdog = self._loop.call_at(max(job.deadline for job in jobs), self._overdue, worker)
-            if self.metrics is not None and self.config.batch_size > 1:
+            if self.metrics is not None and self.batch_size > 1:
                 self.metrics.observe_batch(self.config.id, len(jobs))
 
     def _send(self, worker: _Worker, jobs: list[_Job]) -> list[_Job]:
@@ -368,6 +371,9 @@ class WorkerPool:
 
     def _on_message(self, worker: _Worker, msg: tuple) -> None:
         if isinstance(msg, protocol.Loaded):
+            if self.config.batch_size == AUTO and msg.batching and self.batch_size == 1:
+                self.batch_size = AUTO_BATCH
+                self._window = AdaptiveWindow(AUTO_BATCH, self.config.batch_delay_ms / 1000.0)
             worker.state = "warming"
             worker.send(protocol.Warmup())
         elif isinstance(msg, protocol.Warm):
@@ -382,7 +388,7 @@ class WorkerPool:
             if not worker.jobs:
                 worker.state = "idle"
                 worker.disarm()
-                if self.config.batch_size > 1:
+                if self.batch_size > 1:
                     self._window.served(worker.batch_n, self._loop.time() - worker.batch_started)
             if job is not None:
                 took = self._loop.time() - job.started_at

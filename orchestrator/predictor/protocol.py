@@ -8,7 +8,7 @@ Transport: one ``socketpair`` per worker. The worker wraps its end in
 The messages are the named tuples below (pickled by class, so both sides import this module).
 
 worker -> front
-  ``Loaded(pid, style)``                            service instantiated
+  ``Loaded(pid, style, batching)``                  service instantiated
   ``LoadFailed(exit_code, message, details)``       then the worker exits; details: a traceback
   ``Warm(status, note)``                            answer to ``Warmup()``
   ``Result(job_id, status, body, timings)``         one per job; body: JSON bytes (errors are
@@ -36,6 +36,7 @@ from typing import NamedTuple
 class Loaded(NamedTuple):
     pid: int
     style: str
+    batching: bool = False         # the service declares supports_batching
 
 
 class LoadFailed(NamedTuple):

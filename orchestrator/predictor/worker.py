@@ -14,7 +14,8 @@ Contract:
   says otherwise (``mms.optimized``; a mode the package lacks is a load failure, exit 2); answers the front's
   ``warmup`` with one synthetic request (``handler.Runner.warm_up``), then serves
   ``predict`` messages. ``--batch-size`` > 1 with a service that does not declare
-  ``supports_batching = True`` is a load failure (exit 2), not a silent fallback.
+  ``supports_batching = True`` is a load failure (exit 2), not a silent fallback;
+  ``--batch-size 0`` (auto) serves either kind.
 """
 
 from __future__ import annotations
@@ -68,7 +69,7 @@ def _load(conn: Connection, model_dir: str, name: str, py2_compat: bool, batch_s
     except BaseException as exc:  # SystemExit in a service module is a load failure too
         conn.send(protocol.LoadFailed(1, f"{type(exc).__name__}: {exc}", traceback.format_exc()))
         return None
-    conn.send(protocol.Loaded(os.getpid(), style))
+    conn.send(protocol.Loaded(os.getpid(), style, runner.batching))
     return runner
 
 
