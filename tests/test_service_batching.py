@@ -9,8 +9,10 @@ from __future__ import annotations
 import json
 import shutil
 import threading
+import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import requests
@@ -81,13 +83,13 @@ def classification_payloads(lst) -> list:
 def test_classification_batch_answers_what_single_requests_answer(classifier):
     package, lst = classifier
     service, style = load_service(str(package), "classifier")
-    batch = np.concatenate([service._preprocess({"images": {"a.jpg": open(lst.parent / f"{i}.jpg", "rb")}})
+    batch = np.concatenate([service._preprocess({"images": {"a.jpg": (lst.parent / f"{i}.jpg").read_bytes()}})
                             for i in range(6)])
     rows = service._inference(batch)
     singles = np.concatenate([service._inference(batch[i:i + 1]) for i in range(6)])
     assert rows.shape == (6, 4)
     np.testing.assert_allclose(rows, singles, rtol=1e-5, atol=1e-7)
-    assert len({row.argmax() for row in rows} | {tuple(np.round(row, 3)) for row in rows}) > 2  # inputs differ
+    assert np.abs(rows[:, None] - rows[None]).max(axis=2)[~np.eye(6, dtype=bool)].min() > 1e-4  # rows differ
 
     results, calls = batch_against_singles(service, style, classification_payloads(lst))
     assert calls == [4]  # one forward for the four good requests
@@ -148,23 +150,35 @@ def test_face_batch_of_embeddings_and_comparisons_answers_what_single_requests_a
     np.testing.assert_allclose(rows[0], answers[0]["embedding"], atol=1e-6)
 
 
+def big_photo() -> bytes:
+    """A 6000 x 4000 JPEG (24 MP, 2.5 MB): decoding it keeps a worker busy for a while."""
+    small = np.random.default_rng(0).integers(0, 256, (40, 60, 3), dtype=np.uint8)
+    ok, buf = cv2.imencode(".jpg", cv2.resize(small, (6000, 4000), interpolation=cv2.INTER_LINEAR))
+    assert ok
+    return buf.tobytes()
+
+
 @pytest.mark.slow
 def test_real_predictor_batches_the_classifier(classifier, tmp_path_factory):
+    """While the worker decodes a big photo, five requests queue and are taken as batches
+    (whatever the batching window); every answer is the one its request gets alone."""
     package, lst = classifier
     service, style = load_service(str(package), "classifier")
     runner = Runner(service, style)
-    payloads = classification_payloads(lst)
+    payloads = [multipart(big_photo()), *classification_payloads(lst)]
     expected = [runner.handle(payload) for payload in payloads]
-    p = start(tmp_path_factory, package, "--batch-size", "4", "--batch-delay-ms", "500")
+    p = start(tmp_path_factory, package, "--batch-size", "4")
     try:
         answers: list = [None] * len(payloads)
 
         def send(n):
             files = [(field, (name, raw)) for field, name, raw in payloads[n][1]]
-            answers[n] = requests.post(p.url, files=files, timeout=30)
+            answers[n] = requests.post(p.url, files=files, timeout=60)
 
         threads = [threading.Thread(target=send, args=(n,)) for n in range(len(payloads))]
-        for thread in threads:
+        threads[0].start()
+        time.sleep(0.05)  # the big photo reaches the worker first
+        for thread in threads[1:]:
             thread.start()
         for thread in threads:
             thread.join(60)
