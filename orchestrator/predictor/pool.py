@@ -47,96 +47,24 @@ import collections
 import functools
 import itertools
 import logging
-import math
 import os
 import sys
 
 from orchestrator.predictor import channel, protocol
 from orchestrator.predictor.batching import AdaptiveWindow
 from orchestrator.predictor.config import AUTO, AUTO_BATCH, ModelConfig
+from orchestrator.predictor.jobs import Job, LoadFailed, PoolError, Worker, retry_after_seconds, serialisable
 
 log = logging.getLogger("orchestrator.predictor")
-
-
-class PoolError(Exception):
-    """A request the pool could not run; ``status``/``code`` say how to answer it."""
-
-    def __init__(self, status: int, code: str, message: str, retry_after: int | None = None):
-        super().__init__(message)
-        self.status, self.code, self.message, self.retry_after = status, code, message, retry_after
-
-
-class LoadFailed(Exception):
-    """A worker could not instantiate the service during ``start()``."""
-
-    def __init__(self, exit_code: int, message: str, details: str = ""):
-        super().__init__(message)
-        self.exit_code, self.message, self.details = exit_code, message, details
-
-
-def retry_after_seconds(queued: int, workers: int, service_s: float) -> int:
-    """Whole seconds (1..60) until ``queued`` requests (waiting + running) have been served
-    by ``workers`` at ``service_s`` each: a Retry-After a client can act on."""
-    return max(1, min(60, math.ceil(queued * service_s / max(1, workers))))
-
-
-def _serialisable(payload) -> bool:
-    try:
-        protocol.frame(payload)
-        return True
-    except Exception:
-        return False
-
-
-class _Job:
-    __slots__ = ("id", "payload", "done", "worker", "queued_at", "started_at", "timeout", "deadline", "timer",
-                 "settled")
-
-    def __init__(self, job_id: int, payload, done, now: float, timeout: float):
-        self.id, self.payload, self.done, self.queued_at = job_id, payload, done, now
-        self.worker: _Worker | None = None
-        self.started_at = 0.0
-        self.timeout, self.deadline = timeout, now + timeout
-        self.timer: asyncio.TimerHandle | None = None
-        self.settled = False   # done was called, or the client went away
-
-
-class _Worker:
-    def __init__(self, initial: bool):
-        self.initial = initial
-        self.process: channel.WorkerProcess | None = None
-        self.state = "loading"  # -> warming -> idle <-> busy -> exiting -> dead
-        self.jobs: dict[int, _Job] = {}
-        self.load_error: protocol.LoadFailed | None = None
-        self.killed_reason: str | None = None
-        self.watchdog: asyncio.TimerHandle | None = None
-        self.batch_started, self.batch_n = 0.0, 0   # when the jobs it holds were sent, how many
-
-    @property
-    def proc(self):
-        return self.process.proc
-
-    def send(self, message) -> None:
-        self.process.send(message)
-
-    def kill(self, reason: str) -> None:
-        """Kill the process; its exit fails its requests and starts a replacement."""
-        if self.proc.returncode is None:
-            self.killed_reason = self.killed_reason or reason
-            self.proc.kill()
-
-    def disarm(self) -> None:
-        if self.watchdog is not None:
-            self.watchdog.cancel()
-            self.watchdog = None
+__all__ = ["LoadFailed", "PoolError", "WorkerPool", "retry_after_seconds"]
 
 
 class WorkerPool:
     def __init__(self, config: ModelConfig, *, name: str, env: dict, py2_compat: bool = False, metrics=None):
         self.config, self.name, self.env, self.py2_compat, self.metrics = config, name, env, py2_compat, metrics
         self.model_header = config.id.encode()
-        self._workers: list[_Worker] = []
-        self._pending: collections.deque[_Job] = collections.deque()
+        self._workers: list[Worker] = []
+        self._pending: collections.deque[Job] = collections.deque()
         self._jobs_open = 0
         self._ids = itertools.count(1)
         self._closing = self._retiring = False
@@ -221,12 +149,12 @@ class WorkerPool:
             task.cancel()
 
     # -- requests -------------------------------------------------------------------------
-    def enqueue(self, payload, timeout: float, done) -> _Job:
+    def enqueue(self, payload, timeout: float, done) -> Job:
         if not self.accepting():
             raise PoolError(503, protocol.NOT_READY, f"model config {self.config.id} has no ready worker", 1)
         if len(self._pending) >= self.config.waiting_limit and not self._idle_worker():
             raise self.overloaded()
-        job = _Job(next(self._ids), payload, done, self._loop.time(), timeout)
+        job = Job(next(self._ids), payload, done, self._loop.time(), timeout)
         self._window.arrived(job.queued_at)
         job.timer = self._loop.call_at(job.deadline, self._expire, job)
         self._jobs_open += 1
@@ -248,12 +176,12 @@ class WorkerPool:
             self.cancel(job)
             raise
 
-    def cancel(self, job: _Job) -> None:
+    def cancel(self, job: Job) -> None:
         """The client went away: drop the request if it waits; a running one finishes."""
         self._settle(job, None)
         self._abandon(job, kill_reason=None)
 
-    def _settle(self, job: _Job, outcome) -> None:
+    def _settle(self, job: Job, outcome) -> None:
         """Call ``job.done(outcome)`` unless it was called or the client left (outcome None: quietly)."""
         if job.settled:
             return
@@ -266,20 +194,20 @@ class WorkerPool:
             except Exception:   # the caller's bug must not corrupt the pool's bookkeeping
                 log.exception("answering request %d failed", job.id)
 
-    def _expire(self, job: _Job) -> None:
+    def _expire(self, job: Job) -> None:
         job.timer = None
         if not job.settled:
             self._abandon(job, kill_reason=f"request {job.id} exceeded {job.timeout:g} s")
             self._settle(job, PoolError(504, protocol.TIMEOUT, f"no answer within {job.timeout:g} s"))
 
-    def _abandon(self, job: _Job, kill_reason: str | None) -> None:
+    def _abandon(self, job: Job, kill_reason: str | None) -> None:
         if job in self._pending:
             self._pending.remove(job)
             self._finish(job)
         elif job.worker is not None and kill_reason and job.id in job.worker.jobs:
             job.worker.kill(kill_reason)
 
-    def _finish(self, job: _Job, status: int | None = None, timings: dict | None = None) -> None:
+    def _finish(self, job: Job, status: int | None = None, timings: dict | None = None) -> None:
         self._jobs_open -= 1
         if not self._jobs_open:
             self._idle_event.set()
@@ -292,7 +220,7 @@ class WorkerPool:
             self._settle(job, PoolError(status, code, message, retry_after=1))
             self._finish(job)
 
-    def _idle_worker(self) -> _Worker | None:
+    def _idle_worker(self) -> Worker | None:
         return next((w for w in self._workers if w.state == "idle"), None)
 
     def _dispatch(self) -> None:
@@ -318,7 +246,7 @@ class WorkerPool:
             if self.metrics is not None and self.batch_size > 1:
                 self.metrics.observe_batch(self.config.id, len(jobs))
 
-    def _send(self, worker: _Worker, jobs: list[_Job]) -> list[_Job]:
+    def _send(self, worker: Worker, jobs: list[Job]) -> list[Job]:
         """Send ``jobs`` to ``worker``; return those sent. A request that cannot be
         serialised is failed on its own (400) and the rest of its batch is still sent."""
         try:
@@ -326,18 +254,18 @@ class WorkerPool:
             return jobs
         except Exception as exc:  # RecursionError, PicklingError, ...
             failure = exc
-        sendable = [job for job in jobs if _serialisable(job.payload)]
+        sendable = [job for job in jobs if serialisable(job.payload)]
         for job in jobs:
             if job not in sendable or len(sendable) == len(jobs):  # no culprit found: fail them all
                 self._refuse(job, failure)
         return self._send(worker, sendable) if 0 < len(sendable) < len(jobs) else []
 
-    def _refuse(self, job: _Job, exc: Exception) -> None:
+    def _refuse(self, job: Job, exc: Exception) -> None:
         self._settle(job, PoolError(400, protocol.BAD_REQUEST, "the request cannot be passed to a worker "
                                     f"({type(exc).__name__}); send a less deeply nested document"))
         self._finish(job)
 
-    def _overdue(self, worker: _Worker) -> None:
+    def _overdue(self, worker: Worker) -> None:
         worker.watchdog = None
         if worker.jobs:
             worker.kill(f"request(s) {', '.join(map(str, worker.jobs))} still running past their deadline")
@@ -352,7 +280,7 @@ class WorkerPool:
                "--model-dir", self.config.model_dir, "--name", self.name, "--parent-pid", str(os.getpid()),
                "--batch-size", str(self.config.batch_size)] + (["--py2-compat"] if self.py2_compat else []) + (
                ["--runtime", self.config.runtime] if self.config.runtime else [])
-        worker = _Worker(initial)
+        worker = Worker(initial)
         worker.process = await channel.spawn(
             cmd, env=self.env, cwd=self.config.model_dir, on_message=functools.partial(self._on_message, worker),
             on_closed=lambda: self._track(self._reap(worker)))
@@ -363,13 +291,13 @@ class WorkerPool:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _reap(self, worker: _Worker) -> None:
+    async def _reap(self, worker: Worker) -> None:
         """The worker's channel closed: wait for its exit code, then account for it."""
         worker.process.close()
         was, worker.state = worker.state, "exiting"  # gets no more work while we wait for the exit code
         self._on_exit(worker, was, await worker.proc.wait())
 
-    def _on_message(self, worker: _Worker, msg: tuple) -> None:
+    def _on_message(self, worker: Worker, msg: tuple) -> None:
         if isinstance(msg, protocol.Loaded):
             if self.config.batch_size == AUTO and msg.batching and self.batch_size == 1:
                 self.batch_size = AUTO_BATCH
@@ -397,7 +325,7 @@ class WorkerPool:
                 self._finish(job, msg.status, msg.timings)
         self._dispatch()
 
-    def _on_exit(self, worker: _Worker, was: str, code: int) -> None:
+    def _on_exit(self, worker: Worker, was: str, code: int) -> None:
         worker.state = "dead"
         worker.disarm()
         self._workers.remove(worker)
