@@ -90,6 +90,7 @@ def test_classification_batch_answers_what_single_requests_answer(classifier):
     assert rows.shape == (6, 4)
     np.testing.assert_allclose(rows, singles, rtol=1e-5, atol=1e-7)
     assert np.abs(rows[:, None] - rows[None]).max(axis=2)[~np.eye(6, dtype=bool)].min() > 1e-4  # rows differ
+    assert sorted(service.executors) == [1, 2, 4]  # 6 rows ran as 4 + 2: no executor per size
 
     results, calls = batch_against_singles(service, style, classification_payloads(lst))
     assert calls == [4]  # one forward for the four good requests
@@ -139,7 +140,8 @@ def test_face_batch_of_embeddings_and_comparisons_answers_what_single_requests_a
     payloads = [multipart(faces[0]), multipart(faces[1], faces[2]), multipart(BAD), multipart(faces[3]),
                 multipart(faces[2], faces[2])]
     results, calls = batch_against_singles(service, style, payloads)
-    assert calls == [2 + 4 + 2 + 4]  # each face and its mirror, in one forward
+    assert calls == [2 + 4 + 2 + 4]  # each face and its mirror, in one _inference
+    assert sorted(service.executors) == [2, 4]  # 12 rows ran as 4 + 4 + 4
     assert [status for status, _, _ in results] == [200, 200, 400, 200, 200]
     answers = [json.loads(body) for _, body, _ in results]
     assert len(answers[0]["embedding"]) == 16 and answers[1]["similarity"] < 0.999
