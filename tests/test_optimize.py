@@ -127,6 +127,8 @@ def test_fused_and_bf16(tiny, tmp_path):
     assert code == 0, report
     if cpu_supports_bf16():
         assert report["mode"] == "bf16" and not (package / "optimized" / "fused").exists()  # reconverted afresh
+        saved = json.loads(next((package / "optimized" / "bf16").glob("*-symbol.json")).read_text())
+        assert any(n["op"] == "amp_cast" and n["attrs"]["dtype"] == "bfloat16" for n in saved["nodes"])
     else:
         assert report["mode"] == "fp32" and "no bfloat16" in report["note"]
 

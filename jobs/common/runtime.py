@@ -94,9 +94,13 @@ def mixed_precision(dtype, build_symbol, inputs, log):
     from mxnet.contrib import amp
 
     amp.init(target_dtype="bfloat16")
-    doc = json.loads(build_symbol().tojson())
+    doc = json.loads(build_symbol().tojson(remove_amp_cast=False))  # by default tojson drops AMP's casts
     for node in doc["nodes"]:  # weights reach the graph only through amp_cast: say they are float32
         if node["op"] == "null" and node["name"] not in inputs:
             node.setdefault("attrs", {})["__dtype__"] = "0"
-    log.info("training in bfloat16 (MXNet AMP, float32 master weights)")
+    casts = sum(1 for node in doc["nodes"] if node["op"] == "amp_cast" and node["attrs"]["dtype"] == "bfloat16")
+    if not casts:
+        log.warning("--dtype=bfloat16: MXNet AMP found no layer to run in bfloat16; training in float32")
+        return build_symbol(), "float32"
+    log.info("training in bfloat16 (MXNet AMP, float32 master weights, %d casts to bfloat16)", casts)
     return mx.sym.load_json(json.dumps(doc)), "bfloat16"

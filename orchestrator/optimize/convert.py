@@ -139,7 +139,7 @@ def _save(model_dir: str, mode: str, symbol_file: str, params_file: str, symbol,
     folder = os.path.join(model_dir, "optimized", mode)
     shutil.rmtree(folder, ignore_errors=True)
     os.makedirs(folder)
-    symbol.save(os.path.join(folder, symbol_file))
+    symbol.save(os.path.join(folder, symbol_file), remove_amp_cast=False)  # else bf16's casts are dropped
     mx.nd.save(os.path.join(folder, params_file),
                {**{"arg:" + k: v for k, v in arg.items()}, **{"aux:" + k: v for k, v in aux.items()}})
     return {symbol_file: f"optimized/{mode}/{symbol_file}", params_file: f"optimized/{mode}/{params_file}"}
