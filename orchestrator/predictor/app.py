@@ -194,7 +194,12 @@ class Front:
             elif message["type"] == "http.response.body":
                 chunks.append(message.get("body", b""))
 
-        await self.docs_app(scope, receive, send)
+        try:
+            await self.docs_app(scope, receive, send)
+        except Exception:   # the answer must still come, or the client would wait for ever
+            log.exception("the docs app failed on %s %s", req.method, req.path)
+            start, chunks = {"status": 500, "headers": [(b"content-type", b"application/json")]}, [
+                protocol.error_body(protocol.HANDLER_ERROR, "internal error in the predictor front")]
         headers = [(k.lower(), v) for k, v in start.get("headers", ()) if k.lower() not in (b"content-length",
                                                                                            b"content-type")]
         content_type = next((v for k, v in start.get("headers", ()) if k.lower() == b"content-type"), b"text/plain")
