@@ -11,8 +11,9 @@ any training speed.  The job passes when it is at most 5% slower than the refere
     .venv/bin/python benchmarks/train_classification.py --dtype-only     # float32 vs bfloat16 (AMP)
 
 It also compares the job in float32 against ``--dtype=bfloat16`` (MXNet AMP) at equal
-epochs, alternating: images/s and final validation accuracy (skipped, with a note, on a CPU
-without bfloat16 instructions).
+epochs, alternating (``_dtype_compare.py``): images/s and final validation accuracy, medians
+with their spread, and whether bf16 is faster at equal accuracy (skipped, with a note, on a
+CPU without bfloat16 instructions).
 """
 from __future__ import annotations
 
@@ -25,6 +26,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _dtype_compare import compare
 
 REPO = Path(__file__).resolve().parent.parent
 PY = sys.executable
@@ -63,27 +66,8 @@ def job_speed(data: Path, out: Path, a) -> float:
 
 def dtype_comparison(data: Path, tmp: Path, a) -> None:
     """float32 against bfloat16 (MXNet AMP) for the job itself, alternating, equal epochs."""
-    from jobs.common.runtime import cpu_has_bf16
-
-    if not cpu_has_bf16():
-        print("\nbfloat16: this CPU has no avx512_bf16/amx_bf16 instructions; --dtype=bfloat16 trains in "
-              "float32 here, nothing to compare", flush=True)
-        return
-    runs: dict = {"float32": [], "bfloat16": []}
-    for r in range(a.dtype_rounds):
-        for dtype in (("float32", "bfloat16") if r % 2 == 0 else ("bfloat16", "float32")):
-            runs[dtype].append(job_run(data, tmp / f"{dtype}{r}", a, dtype))
-            print(f"round {r + 1}: {dtype} {runs[dtype][-1][0]:.1f} img/s, final val accuracy "
-                  f"{runs[dtype][-1][1]}", flush=True)
-    speed = {d: statistics.median(v[0] for v in runs[d]) for d in runs}
-    acc = {d: statistics.median(v[1] for v in runs[d] if v[1] is not None) for d in runs}
-    print(f"\n{'job --dtype':22}{'images/s':>10}{'ratio':>8}{'val acc':>9}")
-    for d in runs:
-        print(f"{d:22}{speed[d]:10.1f}{speed[d] / speed['float32']:8.2f}{acc[d]:9.3f}")
-    faster = speed["bfloat16"] > speed["float32"]
-    same = acc["bfloat16"] >= acc["float32"] - 0.01
-    print(f"bfloat16 {'faster' if faster else 'NOT faster'} at {'equal' if same else 'LOWER'} accuracy "
-          f"({a.epochs} epochs each): {'worth turning on' if faster and same else 'keep float32 (the default)'}")
+    compare(lambda dtype, r: job_run(data, tmp / f"{dtype}{r}", a, dtype), a.dtype_rounds, 0.01,
+            f"resnet-{a.num_layers} {a.image_shape}, {a.epochs} epochs", "val accuracy")
 
 
 def reference_speed(data: Path, out: Path, a, classes: int, samples_per_epoch: int) -> float:

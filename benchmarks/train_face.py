@@ -14,10 +14,15 @@
    images/s (median over epochs after the first), the lfw accuracy mean +- std over the 10
    folds of the exported weights, the job's CPU seconds, next to the raw-pixel and
    untrained-network accuracy on the same pairs (600 by default).
+4. float32 against ``--dtype=bfloat16`` (MXNet AMP) at equal epochs, per backbone: the
+   accuracy run of part 2 in both types, alternating (``_dtype_compare.py``): images/s and
+   final lfw accuracy, medians with their spread, the ratio, and whether bf16 is faster at
+   equal accuracy (skipped, with a note, on a CPU without bfloat16 instructions).
 
     .venv/bin/python benchmarks/train_face.py                       # defaults below
     .venv/bin/python benchmarks/train_face.py --backbones mobilefacenet --losses arcface \
         --batches 3 --epochs 2 --accuracy-epochs 6
+    .venv/bin/python benchmarks/train_face.py --dtype-only           # part 4 only
 
 2 CPU cores shared with other work make absolute numbers noisy; compare the ratios.
 """
@@ -32,6 +37,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _dtype_compare import compare
 
 REPO = Path(__file__).resolve().parent.parent
 JOB = REPO / "jobs" / "face_recognition"
@@ -197,21 +204,44 @@ def untrained_accuracy(bin_path: Path, a) -> float:
     return verify(evaluation.embedder(net, mx.cpu()), images, issame, 32)["accuracy"]
 
 
-def trained_accuracy(data: Path, out: Path, a) -> dict:
-    args = [sys.executable, str(JOB / "train.py"), f"--data_url={data}", f"--train_url={out}",
-            f"--network={a.accuracy_network}", f"--width_mult={a.width}",
-            f"--emb_size={a.emb_size}", "--loss=arcface", "--margin_s=32",
-            f"--per_batch_size={a.batch_size}", f"--num_epochs={a.accuracy_epochs}",
-            "--lr=0.1", "--verbose=0", "--export_model=False", "--frequent=1000"]
-    if a.accuracy_network == "mobilefacenet":
-        args.append("--net_blocks=1,1,1,1")
+def trained_accuracy(data: Path, out: Path, a, network: list[str] | None = None, dtype: str = "float32",
+                     epochs: int | None = None) -> dict:
+    """A short ArcFace training verified on lfw.bin: accuracy of the exported weights, per
+    verification, images/s (median over epochs after the first, verification excluded)."""
+    if network is None:
+        network = [f"--network={a.accuracy_network}"]
+        network += ["--net_blocks=1,1,1,1"] if a.accuracy_network == "mobilefacenet" else []
+    args = [sys.executable, str(JOB / "train.py"), f"--data_url={data}", f"--train_url={out}", *network,
+            f"--width_mult={a.width}", f"--emb_size={a.emb_size}", "--loss=arcface", "--margin_s=32",
+            f"--per_batch_size={a.batch_size}", f"--num_epochs={epochs or a.accuracy_epochs}",
+            "--lr=0.1", "--verbose=0", "--export_model=False", "--frequent=1000", f"--dtype={dtype}"]
     started = time.time()
     proc = subprocess.run(args, capture_output=True, text=True, timeout=7200, env=env(a))
     if proc.returncode:
         sys.exit(f"accuracy run failed:\n{proc.stderr[-2000:]}")
     metrics = json.loads((out / "metrics.json").read_text())
+    if metrics.get("dtype", "float32") != dtype:
+        sys.exit(f"train.py --dtype={dtype} trained in {metrics.get('dtype')}:\n{proc.stderr[-2000:]}")
+    speeds = [e["samples_per_s"] for e in metrics["epochs"]]
     return {"accuracy": metrics["final"]["lfw_accuracy"], "std": metrics["final"]["lfw_accuracy_std"],
-            "per_epoch": [v["accuracy"] for v in metrics["verification"]], "seconds": time.time() - started}
+            "per_epoch": [v["accuracy"] for v in metrics["verification"]], "seconds": time.time() - started,
+            "images_per_s": statistics.median(speeds[1:] or speeds)}
+
+
+DTYPE_BACKBONES = {"mobilefacenet": ["--network=mobilefacenet", "--net_blocks=1,1,1,1"],
+                   "iresnet-small": BACKBONES["iresnet-small"]}
+
+
+def dtype_comparison(packed: Path, tmp: Path, a) -> None:
+    """Per backbone: the accuracy run (ArcFace, equal epochs) in float32 and in bfloat16."""
+    for backbone in a.dtype_backbones.split(","):
+        def run(dtype, r, backbone=backbone):
+            got = trained_accuracy(packed, tmp / f"dtype-{backbone}-{dtype}-{r}", a, DTYPE_BACKBONES[backbone],
+                                   dtype, a.dtype_epochs)
+            return got["images_per_s"], got["accuracy"]
+        compare(run, a.dtype_rounds, a.accuracy_tolerance,
+                f"{backbone} width {a.width}, ArcFace s=32, batch {a.batch_size}, {a.dtype_epochs} epochs",
+                "lfw acc")
 
 
 def main() -> None:
@@ -238,6 +268,13 @@ def main() -> None:
     p.add_argument("--verify-identities", type=int, default=20)
     p.add_argument("--pairs", type=int, default=600)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--dtype-rounds", type=int, default=3, help="alternating float32/bfloat16 runs (0: skip)")
+    p.add_argument("--dtype-only", action="store_true", help="only the float32/bfloat16 comparison (part 4)")
+    p.add_argument("--dtype-backbones", default="mobilefacenet,iresnet-small",
+                   help=f"comma list of {', '.join(DTYPE_BACKBONES)}")
+    p.add_argument("--dtype-epochs", type=int, default=6, help="epochs of every float32/bfloat16 run")
+    p.add_argument("--accuracy-tolerance", type=float, default=0.02,
+                   help="bfloat16 counts as equally accurate down to this far below float32 (lfw accuracy)")
     p.add_argument("--plain", help=argparse.SUPPRESS)
     p.add_argument("--plain-data", help=argparse.SUPPRESS)
     a = p.parse_args()
@@ -251,6 +288,8 @@ def main() -> None:
         generate_faces.generate(tmp / "gen", a.identities, a.images_per_identity, 8, 100, seed=0,
                                 progress=False)
         packed = tmp / "gen" / "packed"
+        if a.dtype_only:
+            return dtype_comparison(packed, tmp, a)
         speed_data = tmp / "speed"  # the same records without lfw.bin: no verification
         speed_data.mkdir()
         for name in ("train.rec", "train.idx", "property", "labels.txt"):
@@ -284,6 +323,8 @@ def main() -> None:
         print(f"  trained ({trained['seconds']:.0f} s)        {trained['accuracy']:.3f} "
               f"+- {trained['std']:.3f}  (per epoch: "
               f"{', '.join(f'{v:.3f}' for v in trained['per_epoch'])})")
+        if a.dtype_rounds:
+            dtype_comparison(packed, tmp, a)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from jobs.data import generate_faces
@@ -43,6 +44,16 @@ def arcface_run(data, tmp_path_factory):
                  "--epoch_size=3", "--some_platform_flag=1")
     assert proc.returncode == 0, proc.stderr[-3000:]
     return out, proc
+
+
+def face_service(model):
+    """The package's own customize_service.py, loaded as the runtime does."""
+    if RUNTIME not in sys.path:
+        sys.path.insert(0, RUNTIME)
+    spec = importlib.util.spec_from_file_location("trained_face_service", model / "customize_service.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.FaceRecognitionService("face", str(model))
 
 
 @pytest.mark.slow
@@ -92,13 +103,7 @@ def test_exported_package_is_valid_and_answers_both_request_kinds(arcface_run, d
     assert validate_package(model) == []
     face = json.loads((model / "face.json").read_text())
     assert face["image_size"] == [112, 112] and face["emb_size"] == 32
-    if RUNTIME not in sys.path:
-        sys.path.insert(0, RUNTIME)
-    spec = importlib.util.spec_from_file_location("trained_face_service",
-                                                  model / "customize_service.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    service = module.FaceRecognitionService("face", str(model))
+    service = face_service(model)
     labels = (data / "labels.txt").read_text().split()
     images = sorted((data.parent / "images" / labels[2]).iterdir())
     one = service.inference({"images": {images[0].name: io.BytesIO(images[0].read_bytes())}})
@@ -126,6 +131,27 @@ def test_triplet_finetuning_from_the_softmax_checkpoint(arcface_run, data, tmp_p
     assert metrics["loss"] == "triplet" and metrics["mining"] == "batch_hardest"
     assert metrics["epochs"][0]["triplets_per_batch"] == 12
     assert validate_package(tmp_path / "model") == []
+
+
+def test_bfloat16_training_exports_a_float32_model_the_service_loads(data, tmp_path):
+    """--dtype=bfloat16 (AMP) on a CPU with bf16 instructions, float32 with a warning
+    elsewhere; either way checkpoints and the package are the plain float32 network."""
+    import mxnet as mx
+    from jobs.common.runtime import cpu_has_bf16
+
+    proc = train(data, tmp_path, "--loss=arcface", "--margin_s=16", "--dtype=bfloat16", "--num_epochs=1",
+                 "--epoch_size=2", "--verbose=0", "--gallery_images=0")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    used = "bfloat16" if cpu_has_bf16() else "float32"
+    assert f"training in {used}" in proc.stdout + proc.stderr
+    assert json.loads((tmp_path / "metrics.json").read_text())["dtype"] == used
+    model = tmp_path / "model"
+    nodes = json.loads((model / "model-symbol.json").read_text())["nodes"]
+    assert not [n for n in nodes if n["op"].startswith("amp_")]
+    assert {v.dtype for v in mx.nd.load(str(model / "model-0000.params")).values()} == {np.float32}
+    image = next((data.parent / "images").glob("*/*"))
+    answer = face_service(model).inference({"images": {image.name: io.BytesIO(image.read_bytes())}})
+    assert len(answer["embedding"]) == 32 and np.isfinite(answer["embedding"]).all()
 
 
 @pytest.mark.parametrize("args,message", [

@@ -250,3 +250,22 @@ def test_bfloat16_training_saves_a_float32_checkpoint(data_dir, tmp_path):
         assert "training in float32" in log
     symbol = (out / "resnet-8-symbol.json").read_text()
     assert "amp_cast" not in symbol and len(json.loads((out / "metrics.json").read_text())["epochs"]) == 1
+
+
+def test_bfloat16_training_symbol_computes_in_bfloat16():
+    """The symbol Module trains with --dtype=bfloat16 holds AMP's bf16 casts (an earlier
+    version rebuilt it through Symbol.tojson(), which drops them, and trained in float32)."""
+    import logging
+
+    from jobmodules import job_modules
+    from jobs.common.runtime import cpu_has_bf16, mixed_precision
+
+    if not cpu_has_bf16():
+        pytest.skip("this CPU has no bfloat16 instructions")
+    resnet = job_modules("image_classification", "resnet")
+    symbol, dtype = mixed_precision("bfloat16", lambda: resnet.get_symbol(3, 8, (3, 16, 16)),
+                                    ("data", "softmax_label"), logging.getLogger("test"))
+    graph = json.loads(symbol.tojson(remove_amp_cast=False))["nodes"]
+    casts = [n for n in graph if n["op"] == "amp_cast" and n["attrs"]["dtype"] == "bfloat16"]
+    assert dtype == "bfloat16" and casts
+    assert all(n["attrs"].get("__dtype__") == "0" for n in graph if n["op"] == "null" and n["name"].endswith("weight"))

@@ -1,7 +1,7 @@
 """The frame of every training job: log for the orchestrator (INFO lines on stdout, which
 it parses), arguments, remote data_url/train_url through a workspace, one-line errors with
 exit code 2, the compute context and bfloat16 mixed precision. mxnet is imported only inside
-``pick_context`` and ``mixed_precision``."""
+the functions that use it."""
 import json
 import logging
 import sys
@@ -78,29 +78,78 @@ def cpu_has_bf16(cpuinfo="/proc/cpuinfo"):
     return any(flag in flags for flag in BF16_FLAGS)
 
 
-def mixed_precision(dtype, build_symbol, inputs, log):
-    """``(symbol to train, dtype used)``. ``float32``: ``build_symbol()``. ``bfloat16`` on a
-    CPU with bf16 instructions: the symbol rebuilt under MXNet AMP (``amp.init``: casts to
-    bf16 around the ops AMP lists as safe, float32 master weights, no loss scaling needed
-    for bf16); checkpoints should still save the float32 symbol, which takes the same
-    parameters. Without bf16 instructions: float32, with a warning."""
+def bf16_usable(dtype, log, cpuinfo="/proc/cpuinfo"):
+    """True for ``--dtype=bfloat16`` on a CPU with bf16 instructions; False for float32, and
+    for bfloat16 without them (with a warning: the job trains in float32)."""
     if dtype != "bfloat16":
-        return build_symbol(), "float32"
-    if not cpu_has_bf16():
+        return False
+    if not cpu_has_bf16(cpuinfo):
         log.warning("--dtype=bfloat16: this CPU has no bfloat16 instructions (%s in /proc/cpuinfo); "
                     "training in float32", "/".join(BF16_FLAGS))
-        return build_symbol(), "float32"
-    import mxnet as mx
-    from mxnet.contrib import amp
+        return False
+    return True
 
-    amp.init(target_dtype="bfloat16")
-    doc = json.loads(build_symbol().tojson(remove_amp_cast=False))  # by default tojson drops AMP's casts
-    for node in doc["nodes"]:  # weights reach the graph only through amp_cast: say they are float32
-        if node["op"] == "null" and node["name"] not in inputs:
-            node.setdefault("attrs", {})["__dtype__"] = "0"
-    casts = sum(1 for node in doc["nodes"] if node["op"] == "amp_cast" and node["attrs"]["dtype"] == "bfloat16")
-    if not casts:
+
+def amp_bf16(symbol, data_names):
+    """A float32 ``symbol`` converted by MXNet AMP (``amp.convert_symbol``): bfloat16 compute
+    where AMP's lists say it is safe (convolutions, fully connected layers), float32 elsewhere
+    (losses, normalisation, reshapes), parameters kept float32 (master weights, cast on the way
+    in), outputs cast back to float32. Two kinds of operators stay float32 because MXNet
+    1.9.1's CPU kernels fail in bf16: PReLU ("Unknown type enum 12") and grouped (depthwise)
+    convolutions (oneDNN cannot create their reorder)."""
+    from mxnet.contrib.amp import amp
+
+    fp32_ops = amp.list_fp32_ops(amp.bfloat16) + ["LeakyReLU"]
+    conditional = [c for c in amp.list_conditional_fp32_ops(amp.bfloat16) if c[0] != "LeakyReLU"]
+    grouped = [n["name"] for n in json.loads(symbol.tojson())["nodes"]
+               if n["op"] == "Convolution" and int(n.get("attrs", {}).get("num_group", 1)) > 1]
+    return amp.convert_symbol(symbol, target_dtype="bfloat16", fp32_ops=fp32_ops, conditional_fp32_ops=conditional,
+                              excluded_sym_names=grouped, data_names=list(data_names))
+
+
+def mixed_precision(dtype, build_symbol, inputs, log):
+    """``(symbol to train, dtype used)``: ``build_symbol()``, converted by ``amp_bf16`` for
+    ``bfloat16`` on a CPU with bf16 instructions (no loss scaling needed for bf16). Checkpoints
+    should still save the float32 symbol, which takes the same parameters. Note that
+    ``Symbol.tojson()`` and ``save()`` drop AMP's casts unless told ``remove_amp_cast=False``."""
+    symbol = build_symbol()
+    if not bf16_usable(dtype, log):
+        return symbol, "float32"
+    converted = amp_bf16(symbol, inputs)
+    if not _bf16_casts(converted, log, "float32 master weights"):
+        return symbol, "float32"
+    return converted, "bfloat16"
+
+
+def _bf16_casts(converted, log, what):
+    """How many casts to bfloat16 the converted graph holds, logged; 0 (a graph with nothing
+    AMP runs in bf16) is a warning: the job then trains the float32 one."""
+    nodes = json.loads(converted.tojson(remove_amp_cast=False))["nodes"]   # tojson() drops the casts by default
+    casts = sum(1 for n in nodes if n["op"] == "amp_cast" and n["attrs"]["dtype"] == "bfloat16")
+    if casts:
+        log.info("training in bfloat16 (MXNet AMP, %s, %d casts to bfloat16)", what, casts)
+    else:
         log.warning("--dtype=bfloat16: MXNet AMP found no layer to run in bfloat16; training in float32")
-        return build_symbol(), "float32"
-    log.info("training in bfloat16 (MXNet AMP, float32 master weights, %d casts to bfloat16)", casts)
-    return mx.sym.load_json(json.dumps(doc)), "bfloat16"
+    return casts
+
+
+def mixed_precision_block(dtype, net, log, cpuinfo="/proc/cpuinfo"):
+    """``(block to train, dtype used)`` for a Gluon HybridBlock ``net`` with one input
+    ``data``: ``net`` itself, or for ``bfloat16`` (on a CPU with bf16 instructions) a hybridized
+    SymbolBlock of ``net``'s graph converted by ``amp_bf16`` that shares ``net``'s float32
+    parameters: the trainer updates them, ``net`` verifies, checkpoints and exports float32,
+    and the block's float32 output keeps whatever loss follows it in float32."""
+    if not bf16_usable(dtype, log, cpuinfo):
+        return net, "float32"
+    import warnings
+
+    import mxnet as mx
+    data = mx.sym.var("data")
+    converted = amp_bf16(net(data), ["data"])
+    if not _bf16_casts(converted, log, "float32 master weights and loss"):
+        return net, "float32"
+    with warnings.catch_warnings():  # "Cannot decide type for the following arguments": data, given later
+        warnings.simplefilter("ignore")
+        block = mx.gluon.SymbolBlock(converted, data, params=net.collect_params())
+    block.hybridize(static_alloc=True)
+    return block, "bfloat16"

@@ -2,7 +2,8 @@
 
 Layout::
 
-    {"mode": "train"|"eval_only", "network": .., "loss": .., "num_classes": ..,
+    {"mode": "train"|"eval_only", "network": .., "loss": .., "dtype": "float32"|"bfloat16" (train),
+     "num_classes": ..,
      "image_size": [H, W], "emb_size": .., "targets": ["lfw", ...],
      "selection": "lfw accuracy" (or "mean accuracy of lfw,cfp_fp"),
      "phases": [{"name": "pretrain"|"train", "loss": .., "epochs": [first, last],

@@ -65,7 +65,7 @@ import publish  # noqa: E402
 import resume  # noqa: E402
 import steps  # noqa: E402
 import train_args  # noqa: E402
-from jobs.common.runtime import JobError, pick_context, run_job  # noqa: E402
+from jobs.common.runtime import JobError, mixed_precision_block, pick_context, run_job  # noqa: E402
 from jobs.data.face_bin import FaceBinError  # noqa: E402
 from jobs.data.face_rec_reader import FaceRec, FaceRecError  # noqa: E402
 
@@ -140,6 +140,9 @@ def train(args, sync_out):
         except ValueError as e:
             raise JobError(str(e)) from None
     net.hybridize(static_alloc=True)
+    # The network to train: `net` itself, or its bf16 (AMP) graph sharing net's float32
+    # parameters; heads, losses, verification, checkpoints and the export stay float32.
+    train_net, dtype = mixed_precision_block(args.dtype, net, log)
     if args.no_wd:
         optim.exclude_from_decay(net.collect_params())
 
@@ -159,7 +162,7 @@ def train(args, sync_out):
     # 3. Bookkeeping: metrics.json, checkpoints, verification with the best kept.
     prefix = os.path.join(args.train_url, args.model_prefix)
     metrics = face_metrics.FaceMetrics(os.path.join(args.train_url, "metrics.json"), {
-        "mode": "train", "network": description, "loss": args.loss,
+        "mode": "train", "network": description, "loss": args.loss, "dtype": dtype,
         "mining": args.mining if args.loss == "triplet" else None, "num_classes": num_classes,
         "image_size": list(image_size), "emb_size": emb_size,
         "targets": [t[0] for t in targets]}, after_write=sync_out)
@@ -219,7 +222,7 @@ def train(args, sync_out):
                 xs = gluon.utils.split_and_load(mx.nd.array(data), ctxs, even_split=False)
                 ys = gluon.utils.split_and_load(mx.nd.array(label), ctxs, even_split=False)
                 with autograd.record():
-                    batch_losses = steps.forward_losses(net, head, xs, ys, args, rng, metric)
+                    batch_losses = steps.forward_losses(train_net, head, xs, ys, args, rng, metric)
                 autograd.backward(batch_losses)
                 trainer.step(len(ctxs) if triplet_phase else batch_size)
                 speedometer(mx.model.BatchEndParam(epoch, nbatch, metric, None))
