@@ -5,7 +5,8 @@ does with the files a tutorial copies next to the checkpoint by hand.
 ``assemble(storage, train_url, code_dir, work_dir, package_uri)`` downloads the exported
 model files (``train_url/model/`` when the job wrote one, else the one ``*-symbol.json`` in
 the output and the latest ``*-NNNN.params`` of its prefix), lays ``code_dir``'s files over
-them, checks the result as the import will, and uploads it to ``package_uri + "model/"``.
+them (``code_dir`` None: a plain copy of the job's package, which ``model.optimize`` then
+converts), checks the result as the import will, and uploads it to ``package_uri + "model/"``.
 Works with any backend's storage; the training output itself is never changed.
 
 ``validate_package(model_dir)`` lists what would make ModelArts' import refuse a package; the
@@ -72,7 +73,7 @@ def model_files(uris: list[str], train_url: str) -> list[str]:
     return [symbols[0], params[-1][1]]
 
 
-def assemble(storage, train_url: str, code_dir: Path, work_dir: Path, package_uri: str) -> list[str]:
+def assemble(storage, train_url: str, code_dir: Path | None, work_dir: Path, package_uri: str) -> list[str]:
     """Build and upload ``package_uri/model/``; returns the names of its files."""
     target = work_dir / "model"
     shutil.rmtree(target, ignore_errors=True)
@@ -81,11 +82,12 @@ def assemble(storage, train_url: str, code_dir: Path, work_dir: Path, package_ur
     for uri in model_files(uris, train_url):
         rel = uri[len(train_url):].removeprefix("model/")
         storage.get(uri, str(target / rel))
-    shutil.copytree(code_dir, target, dirs_exist_ok=True, ignore=IGNORE)
+    if code_dir is not None:
+        shutil.copytree(code_dir, target, dirs_exist_ok=True, ignore=IGNORE)
     problems = validate_package(target)
     if problems:
-        raise UserError(f"model/ built from {train_url} and model.inference_code {code_dir} is not a valid model "
-                        "package: " + "; ".join(problems),
+        built = f"{train_url} and model.inference_code {code_dir}" if code_dir is not None else train_url
+        raise UserError(f"model/ built from {built} is not a valid model package: " + "; ".join(problems),
                         hint="model.inference_code must hold customize_service.py and config.json (model_type, "
                              "model_algorithm, apis); the training output the symbol and params files")
     storage.put(str(target), package_uri + "model/")

@@ -166,7 +166,7 @@ class Pipeline(WorkflowSteps):
             if self.model is not None:
                 info["resumed"] = True
                 return self.model
-            if self.plan.model_code:   # model/ = training output + model.inference_code (under the run prefix)
+            if spec.source_location != self.plan.output_uri:   # model/ built under the run prefix (plan.py)
                 self._record_prefix(spec.source_location)
                 info["files"] = self._assemble_model()
             if self.plan.optimize.mode != "fp32":
@@ -381,8 +381,9 @@ class Pipeline(WorkflowSteps):
         self._emit("log", "teardown", message.splitlines()[0])
 
     def _assemble_model(self) -> list[str]:
-        """model/ from the training output + model.inference_code, built in the run folder
-        (the prepared data may be a cached folder other runs read)."""
+        """model/ from the training output (+ model.inference_code), built in the run folder
+        and uploaded under the run prefix: the training output may be a cached one that other
+        runs read, so the import step never converts or adds files in place."""
         return model_package.assemble(self.backend.storage, self.plan.output_uri, self.plan.model_code,
                                       self.plan.run_dir / "package", self.plan.model.source_location)
 

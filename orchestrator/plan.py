@@ -162,7 +162,11 @@ def build_plan(spec: PipelineSpec, config: ConfigSpec, *, spec_path: Path, confi
     model_code = (existing_dir(base, spec.model.inference_code, "model.inference_code", spec_path)
                   if spec.model.inference_code else None)
     model = ModelSpec(name=f"{model_name}-{run_id}", version=spec.model.version, run_id=run_id,
-                      source_location=f"{prefix}/model-package/" if model_code else job.train_url,
+                      # model/ is built under the run's prefix when the import step adds code or
+                      # converts (model.optimize): the training output may be a cached one that
+                      # later runs reuse, so nothing is ever written into it.
+                      source_location=f"{prefix}/model-package/" if model_code or spec.model.optimize != "fp32"
+                      else job.train_url,
                       model_algorithm=algorithm, runtime=spec.model.runtime, image=_image(spec.model.image, prof))
     service = ServiceSpec(
         name=f"{spec.service.name or spec.name}-{run_id}-svc", run_id=run_id, deploy_timeout_s=spec.service.deploy_timeout,
@@ -189,7 +193,7 @@ def build_plan(spec: PipelineSpec, config: ConfigSpec, *, spec_path: Path, confi
                      service=service, predict=predict, teardown=teardown, notes=notes, model_code=model_code,
                      optimize=optimize, bucket=spec.bucket, run_prefix=prefix + "/")
     skipped: list[str] = []
-    keys = step_keys(data, TOOLS_DIR, job, model, service, predict, model_code, skipped)
+    keys = step_keys(data, TOOLS_DIR, job, model, service, predict, model_code, skipped, optimize)
     if skipped:
         shown = ", ".join(skipped[:5]) + (f" and {len(skipped) - 5} more" if len(skipped) > 5 else "")
         plan_args["notes"] = notes + (f"train.code_dir: {len(skipped)} entr{'y is' if len(skipped) == 1 else 'ies are'} "
@@ -235,7 +239,9 @@ def _steps(spec, data: DataPlan, job: JobSpec, model: ModelSpec, service: Servic
                                               + (f" as model_type Image, served by {model.image}" if model.image
                                                  else "")
                                               + (f" (the training output's symbol and latest params + {model_code})"
-                                                 if model_code else ""),
+                                                 if model_code else
+                                                 " (a copy of the training output's model/, converted there)"
+                                                 if optimize.mode != "fp32" else ""),
                                               f"runtime {model.runtime or 'from config.json (python2.7 when unset)'}",
                                               optimize.describe())),
         Step("deploy", "Deploy", (f"service {service.name}: flavour {cfg.flavor} x {cfg.instance_count}"

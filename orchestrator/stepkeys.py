@@ -64,9 +64,12 @@ def _file_digest(path: Path) -> bytes:
 
 
 def step_keys(data, tools_dir: Path, job: JobSpec, model: ModelSpec, service: ServiceSpec,
-              predict, model_code: Path | None = None, skipped: list[str] | None = None) -> dict[str, str]:
-    """{step: key} for the data plan, job, model, service and predict plan of one run;
-    entries of the training code that are not regular files go to ``skipped``."""
+              predict, model_code: Path | None = None, skipped: list[str] | None = None,
+              optimize=None) -> dict[str, str]:
+    """{step: key} for the data plan, job, model, service and predict plan of one run, and
+    the ``OptimizePlan`` of the import step (``model.optimize`` and its calibration and
+    thresholds decide the imported package; under fp32 they are not read); entries of the
+    training code that are not regular files go to ``skipped``."""
     source = tree(data.source_dir, content=False) if data.source_dir else None
     generate = data.generate.model_dump() if data.generate else None
     prepare = digest("prepare", data.task, data.mode, generate, source, data.val_ratio, data.test_ratio,
@@ -75,7 +78,9 @@ def step_keys(data, tools_dir: Path, job: JobSpec, model: ModelSpec, service: Se
     code = [tree(path, content=True, skipped=skipped)
             for path in (job.code_dir, *job.include_dirs, *(source for source, _ in job.shipped))]
     train = digest("train", upload, asdict(job), code)
-    imported = digest("import_model", train, asdict(model), tree(model_code, content=True) if model_code else None)
+    converted = asdict(optimize) if optimize is not None and optimize.mode != "fp32" else "fp32"
+    imported = digest("import_model", train, asdict(model), tree(model_code, content=True) if model_code else None,
+                      converted)
     deploy = digest("deploy", imported, asdict(service))
     return {"prepare": prepare, "upload": upload, "train": train, "import_model": imported, "deploy": deploy,
             "predict": digest("predict", deploy, asdict(predict))}

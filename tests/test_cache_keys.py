@@ -52,3 +52,32 @@ def test_store_forgets_entries_whose_output_is_gone(tmp_path):
     assert [e.run_id for e in store.entries("prepare", "k1")] == ["run-2", "run-1"]
     (kept / "packed" / "dataset.json").unlink()
     assert store.lookup("prepare", "k1", storage=None) is None and store.entries() == []
+
+
+def test_model_optimize_decides_the_import_key_and_never_touches_the_cached_training_output(tmp_path):
+    """model.optimize and its calibration and thresholds decide the imported package: they
+    are in the import step's key (``run --resume`` re-imports after a change), not in the
+    train cache key (a change reuses the trained model), and a converted package is built
+    under the run's own prefix, never inside the training output that later runs reuse."""
+    from test_plan import config, make_spec
+
+    from orchestrator.plan import build_plan
+
+    def plan(**model):
+        return build_plan(make_spec(tmp_path, model=model), config(), spec_path=tmp_path / "p.yaml",
+                          config_dir=tmp_path, run_id="261123-101500-abcd")
+
+    fp32 = plan()
+    assert fp32.model.source_location == fp32.job.train_url            # nothing to convert: imported as trained
+    assert plan(calibration="entropy").key("import_model") == fp32.key("import_model"), "not read under fp32"
+    keys = {fp32.key("import_model")}
+    for model in ({"optimize": "int8"}, {"optimize": "int8", "calibration": "entropy"},
+                  {"optimize": "int8", "calibration_images": 8}, {"optimize": "int8", "min_top1_agreement": 0.9},
+                  {"optimize": "int8", "max_verification_drop": 2.0}, {"optimize": "fused"}, {"optimize": "bf16"}):
+        converted = plan(**model)
+        assert converted.cache_key("train") == fp32.cache_key("train"), model
+        assert converted.model.source_location == f"obs://orchestrator-demo/demo/{converted.run_id}/model-package/"
+        assert "converted there" in " ".join(next(s for s in converted.steps if s.name == "import_model").details)
+        keys.add(converted.key("import_model"))
+        assert converted.key("deploy") != fp32.key("deploy"), model
+    assert len(keys) == 8, "every setting makes another import key"

@@ -17,6 +17,11 @@ triplet (triplet.py, MassFace mining ``--mining``) over P x K identity-balanced 
 starting from ``--pretrained=prefix,epoch`` (a softmax-trained checkpoint) or from
 ``--pretrain_epochs`` of ``--pretrain_loss`` run first in this job.
 
+``--dtype=bfloat16`` runs the network under MXNet AMP (bf16 convolutions and fully connected
+layers, float32 master weights) on a CPU with bf16 instructions, else float32 with a warning;
+the head and loss, verification, checkpoints and the package stay float32
+(jobs/common/runtime.py ``mixed_precision_block``).
+
 Outputs in train_url:
 
 * ``<prefix>-symbol.json`` + ``<prefix>-%04d.params`` after every epoch (embedding

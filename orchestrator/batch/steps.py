@@ -15,11 +15,12 @@ from .run import run_workers
 
 def model_package(p, folder: Path) -> Path:
     """The model package the import step would register (the job's ``model/``, or the one
-    assembled with ``model.inference_code``), downloaded once into ``folder``."""
+    assembled under the run prefix with ``model.inference_code`` or for ``model.optimize``),
+    downloaded once into ``folder``."""
     target = folder / "model"
     if not (target / "customize_service.py").is_file():
         shutil.rmtree(target, ignore_errors=True)
-        if p.plan.model_code:
+        if p.plan.model.source_location != p.plan.output_uri:
             p._record_prefix(p.plan.model.source_location)
             p._assemble_model()
         p.backend.storage.get(p.plan.model.source_location + "model/", str(target))
