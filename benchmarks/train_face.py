@@ -14,10 +14,10 @@
    images/s (median over epochs after the first), the lfw accuracy mean +- std over the 10
    folds of the exported weights, the job's CPU seconds, next to the raw-pixel and
    untrained-network accuracy on the same pairs (600 by default).
-4. float32 against ``--dtype=bfloat16`` (MXNet AMP) at equal epochs, per backbone: the
-   accuracy run of part 2 in both types, alternating (``_dtype_compare.py``): images/s and
-   final lfw accuracy, medians with their spread, the ratio, and whether bf16 is faster at
-   equal accuracy (skipped, with a note, on a CPU without bfloat16 instructions).
+4. ``--dtype-only``: float32 against ``--dtype=bfloat16`` (MXNet AMP) at equal epochs, per
+   backbone: the accuracy run of part 2 in both types, alternating (``_dtype_compare.py``):
+   images/s and final lfw accuracy, medians with their spread, the ratio, and whether bf16 is
+   faster at equal accuracy (skipped, with a note, on a CPU without bfloat16 instructions).
 
     .venv/bin/python benchmarks/train_face.py                       # defaults below
     .venv/bin/python benchmarks/train_face.py --backbones mobilefacenet --losses arcface \
@@ -268,8 +268,9 @@ def main() -> None:
     p.add_argument("--verify-identities", type=int, default=20)
     p.add_argument("--pairs", type=int, default=600)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--dtype-rounds", type=int, default=3, help="alternating float32/bfloat16 runs (0: skip)")
-    p.add_argument("--dtype-only", action="store_true", help="only the float32/bfloat16 comparison (part 4)")
+    p.add_argument("--dtype-only", action="store_true", help="only the float32/bfloat16 comparison (part 4, "
+                   "about 40 minutes on 2 cores)")
+    p.add_argument("--dtype-rounds", type=int, default=3, help="alternating float32/bfloat16 runs of --dtype-only")
     p.add_argument("--dtype-backbones", default="mobilefacenet,iresnet-small",
                    help=f"comma list of {', '.join(DTYPE_BACKBONES)}")
     p.add_argument("--dtype-epochs", type=int, default=6, help="epochs of every float32/bfloat16 run")
@@ -323,8 +324,6 @@ def main() -> None:
         print(f"  trained ({trained['seconds']:.0f} s)        {trained['accuracy']:.3f} "
               f"+- {trained['std']:.3f}  (per epoch: "
               f"{', '.join(f'{v:.3f}' for v in trained['per_epoch'])})")
-        if a.dtype_rounds:
-            dtype_comparison(packed, tmp, a)
 
 
 if __name__ == "__main__":
