@@ -168,9 +168,13 @@ def test_plan_says_what_the_import_step_converts():
     assert "int8" in text and "entropy calibration on 32 training images" in text and "99%" in text
 
 
-def test_face_model_int8_reports_embedding_difference_and_verification(tmp_path):
-    """The face service's package (tiny MobileFaceNet) converted to int8: the check compares
-    normalised embeddings and same/different decisions over held-out pairs."""
+@pytest.mark.parametrize("mode", ["int8", "bf16"])
+def test_face_model_conversion_reports_embedding_difference_and_verification(tmp_path, mode):
+    """The face service's package (tiny MobileFaceNet: PReLU and depthwise convolutions, which
+    MXNet 1.9.1 cannot run in bf16 on a CPU) converted: the check compares normalised
+    embeddings and same/different decisions over held-out pairs."""
+    if mode == "bf16" and not cpu_supports_bf16():
+        pytest.skip("this CPU has no bfloat16 instructions")
     from test_inference_face import build_face_package, encode, face_image
 
     (tmp_path / "pkg").mkdir()
@@ -184,7 +188,7 @@ def test_face_model_int8_reports_embedding_difference_and_verification(tmp_path)
         (folder / f"{n}.jpg").write_bytes(encode(img))
         lines.append(f"{n}\t{person}\t{n}.jpg\n")
     (folder / "test.lst").write_text("".join(lines))
-    code, report = run_convert(Path(package), folder / "test.lst", "--mode", "int8", "--task", "face",
+    code, report = run_convert(Path(package), folder / "test.lst", "--mode", mode, "--task", "face",
                                "--max-verification-drop", "100")
     assert code == 0, report
     assert 0 <= report["embedding_max_abs_diff"] < 1 and report["images"] == 9

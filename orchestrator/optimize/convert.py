@@ -112,9 +112,16 @@ def convert(mode: str, symbol, arg, aux, calib, calib_mode: str):
     if mode == "fused":
         return symbol.get_backend_symbol("MKLDNN"), arg, aux
     if mode == "bf16":
-        from mxnet.contrib import amp
+        from mxnet.contrib.amp import amp
 
-        return amp.convert_model(symbol, arg, aux, target_dtype="bfloat16")
+        # MXNet 1.9.1's CPU kernels fail in bf16 on PReLU ("Unknown type enum 12") and grouped
+        # (depthwise) convolutions: they stay float32, as in the jobs' bf16 training
+        fp32_ops = amp.list_fp32_ops(amp.bfloat16) + ["LeakyReLU"]
+        conditional = [c for c in amp.list_conditional_fp32_ops(amp.bfloat16) if c[0] != "LeakyReLU"]
+        grouped = [n["name"] for n in json.loads(symbol.tojson())["nodes"]
+                   if n["op"] == "Convolution" and int(n.get("attrs", {}).get("num_group", 1)) > 1]
+        return amp.convert_model(symbol, arg, aux, target_dtype="bfloat16", fp32_ops=fp32_ops,
+                                 conditional_fp32_ops=conditional, excluded_sym_names=grouped)
     from mxnet.contrib.quantization import quantize_model_mkldnn
 
     free = [a for a in symbol.list_arguments() if a not in arg]

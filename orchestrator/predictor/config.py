@@ -5,7 +5,7 @@ The service file (``--config FILE``; the local backend writes it) is JSON::
     {"generation": 3,
      "configs": [{"id": "m-v1", "model_dir": "/abs/model", "weight": 90, "workers": 2,
                   "envs": {"input_data_shape": "0,3,224,224"},
-                  "batch_size": 1, "batch_delay_ms": 5, "queue_size": 16, "runtime": "python2.7"}, ...]}
+                  "batch_size": "auto", "batch_delay_ms": 5, "queue_size": 16, "runtime": "python2.7"}, ...]}
 
 Only ``id`` and ``model_dir`` are required. ``weight`` is relative (ModelArts asks for a
 sum of 100; any positive sum works here; 0 = loaded but sent no traffic). ``generation``
@@ -26,7 +26,7 @@ PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(_
 _KEYS = {"id", "model_dir", "weight", "workers", "envs", "batch_size", "batch_delay_ms", "queue_size", "runtime"}
 AUTO = 0            # batch_size "auto": batch up to AUTO_BATCH when the service supports it, else 1
 AUTO_BATCH = 4
-DEFAULT_BATCH_SIZE = 1
+DEFAULT_BATCH_SIZE = AUTO   # measured: batching wins at c >= 4 and costs nothing at c=1 (docs/predictor.md)
 
 
 class ConfigError(ValueError):
@@ -47,7 +47,7 @@ class ModelConfig:
     weight: int = 100
     workers: int = 1
     envs: tuple[tuple[str, str], ...] = ()
-    batch_size: int = 1            # 1 = no dynamic batching; AUTO = up to AUTO_BATCH if the service supports it
+    batch_size: int = DEFAULT_BATCH_SIZE   # 1 = no dynamic batching; AUTO = up to AUTO_BATCH if the service supports it
     batch_delay_ms: float = 5.0    # counted from the first queued request of a batch
     queue_size: int | None = None  # requests waiting for a worker; None = 8 per worker
     runtime: str = ""              # "" = the package's config.json runtime (python2.7 when unset)
@@ -62,7 +62,9 @@ class ModelConfig:
 
 
 def batch_size_value(value, where: str) -> int:
-    """``"auto"`` -> ``AUTO``; otherwise an integer >= 1."""
+    """``"auto"`` -> ``AUTO``, ``None`` -> ``DEFAULT_BATCH_SIZE``; otherwise an integer >= 1."""
+    if value is None:
+        return DEFAULT_BATCH_SIZE
     return AUTO if value == "auto" else _int(value, where, 1)
 
 
@@ -94,7 +96,7 @@ def parse_config(doc, where: str = "config") -> ModelConfig:
     return ModelConfig(
         id=doc["id"], model_dir=model_dir, weight=_int(doc.get("weight", 100), f"{where}.weight", 0),
         workers=_int(doc.get("workers", 1), f"{where}.workers", 1), envs=tuple(sorted(envs.items())),
-        batch_size=batch_size_value(doc.get("batch_size", DEFAULT_BATCH_SIZE), f"{where}.batch_size"),
+        batch_size=batch_size_value(doc.get("batch_size"), f"{where}.batch_size"),
         batch_delay_ms=float(delay),
         queue_size=None if queue is None else _int(queue, f"{where}.queue_size", 0),
         runtime=_runtime(doc.get("runtime", ""), f"{where}.runtime"))
@@ -140,7 +142,8 @@ def read_service(path: str) -> tuple[int, tuple[ModelConfig, ...]]:
 def service_document(generation: int, configs) -> dict:
     """The JSON document of ``configs`` (inverse of ``parse_service``)."""
     return {"generation": generation,
-            "configs": [{**c.__dict__, "envs": dict(c.envs)} for c in configs]}
+            "configs": [{**c.__dict__, "envs": dict(c.envs), "batch_size": "auto" if c.batch_size == AUTO else c.batch_size}
+                        for c in configs]}
 
 
 def cpu_cores() -> int:
