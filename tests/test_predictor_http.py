@@ -141,6 +141,14 @@ def test_pipelined_requests_are_answered_in_order(front):
     assert answer.index(b'"n": 1') < answer.index(b'"n": 2') < answer.index(b'"n": 3')
 
 
+def test_a_pipelined_request_refused_from_its_headers_waits_for_the_answer_ahead_of_it(front):
+    slow = request("/", b'{"sleep": 0.3}')
+    refused = b"POST / HTTP/1.1\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n\r\nabc"
+    answer = raw(front.url, slow + refused)
+    assert answer.startswith(b"HTTP/1.1 200 OK") and b'"sleep": 0.3' in answer
+    assert answer.index(b"HTTP/1.1 415") > answer.index(b'"sleep": 0.3')
+
+
 def test_expect_100_continue_gets_an_interim_answer_before_the_body(front):
     host, port = front.url.split("//")[1].rstrip("/").rsplit(":", 1)
     with socket.create_connection((host, int(port)), timeout=10) as sock:

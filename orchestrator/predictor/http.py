@@ -7,7 +7,7 @@ makes one ``HttpConnection`` per accepted connection. Per connection:
   (pipelined requests wait, and reading pauses while they do).
 * ``handler.begin(conn, request)`` runs when the headers are complete and may answer at
   once, before the body is read (401, 405, 413, 503 ...): the connection is then closed
-  unless the whole body had already arrived. Otherwise ``Expect: 100-continue`` is honoured
+  (after the answers of pipelined requests ahead of it). Otherwise ``Expect: 100-continue`` is honoured
   and the body is collected. ``handler.complete(conn, request)`` runs with the body and
   answers with ``conn.respond`` (now or later, exactly once). ``handler.abort(request)``
   runs when the connection is lost before its request was answered.
@@ -113,6 +113,7 @@ class HttpConnection(asyncio.Protocol):
         self._header_bytes = self._header_size = 0
         self._url = b""
         self._closing_when_idle = False
+        self._last_answer: bytes | None = None   # an early refusal owed after the requests ahead of it
         self.peer = None
 
     # -- asyncio.Protocol ------------------------------------------------------------------
@@ -198,8 +199,12 @@ class HttpConnection(asyncio.Protocol):
             request.answered = True
             self.reading = None
             self.waiting_for = None
-            self.transport.write(early)
-            self.transport.close()   # the body, if any, is not read
+            if self.current is None:
+                self.transport.write(early)
+                self.transport.close()   # the body, if any, is not read
+            else:   # pipelined behind requests still to answer: theirs go first, then this, then close
+                self._last_answer = early
+                self.transport.pause_reading()
         elif request.headers.get(b"expect", b"").lower() == b"100-continue":
             self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
@@ -253,8 +258,11 @@ class HttpConnection(asyncio.Protocol):
             self.transport.close()
         elif self.waiting:
             self._start(self.waiting.pop(0))
-            if not self.waiting:
+            if not self.waiting and self._last_answer is None:
                 self.transport.resume_reading()
+        elif self._last_answer is not None:
+            self.transport.write(self._last_answer)
+            self.transport.close()
         elif self.reading is None:
             self._expect("idle", self.limits.keep_alive)
 
