@@ -189,8 +189,7 @@ async def run(settings) -> int:
         await _drain(listener, http, grace=settings.request_timeout + 5)
     finally:
         state.started, state.reason = False, "shutting down"
-        for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(sig)
+        loop.remove_signal_handler(signal.SIGHUP)   # SIGTERM/SIGINT stay caught: a second one must not kill the cleanup
         for task in (starting, reloading):
             if task is not None and not task.done():
                 task.cancel()  # a half-started config set closes its own pools
