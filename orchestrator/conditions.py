@@ -132,11 +132,7 @@ class _Parser:
 
     def neg(self) -> Node:
         if (tok := self.accept("not")):
-            self._deeper(tok[2])
-            try:
-                return Node("not", "not", (self.neg(),), tok[2])
-            finally:
-                self.depth -= 1
+            return self._prefix(tok, "not", self.neg)
         return self.cmp()
 
     def cmp(self) -> Node:
@@ -168,12 +164,16 @@ class _Parser:
 
     def unary(self) -> Node:
         if (tok := self.accept("-")):
-            self._deeper(tok[2])
-            try:
-                return Node("neg", "-", (self.unary(),), tok[2])
-            finally:
-                self.depth -= 1
+            return self._prefix(tok, "neg", self.unary)
         return self.atom()
+
+    def _prefix(self, tok, kind: str, operand) -> Node:
+        """A prefix operator (``not``, unary ``-``) applied to ``operand()``, one level deeper."""
+        self._deeper(tok[2])
+        try:
+            return Node(kind, tok[1], (operand(),), tok[2])
+        finally:
+            self.depth -= 1
 
     def _deeper(self, pos: int) -> None:
         self.depth += 1
