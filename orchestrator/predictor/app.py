@@ -33,7 +33,7 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from orchestrator.predictor import protocol
-from orchestrator.predictor.http import STATUS_LINES
+from orchestrator.predictor.http import error_response
 from orchestrator.predictor.metrics import CONTENT_TYPE
 from orchestrator.predictor.pool import PoolError
 
@@ -154,11 +154,7 @@ class Front:
     def _early(self, req, status: int, code: str, message: str, headers=()) -> bytes:
         model = next((v.decode() for k, v in headers if k == b"x-model-id"), "-")
         self._observe(req, status, model)
-        body = protocol.error_body(code, message)
-        head = [STATUS_LINES[status],
-                b"content-type: application/json\r\ncontent-length: %d\r\n" % len(body)]
-        head += [name + b": " + value + b"\r\n" for name, value in headers]
-        return b"".join(head + [b"connection: close\r\n\r\n", body])
+        return error_response(status, code, message, headers)
 
     def _answer(self, conn, req, status: int, body: bytes, headers, model: str) -> None:
         if not req.answered:

@@ -74,10 +74,12 @@ class Request:
         self.context = None
 
 
-def error_response(status: int, code: str, message: str, close: bool = True) -> bytes:
+def error_response(status: int, code: str, message: str, headers=()) -> bytes:
+    """A whole JSON error answer that closes the connection (``headers``: extra (name, value) pairs)."""
     body = protocol.error_body(code, message)
     return b"".join([STATUS_LINES[status], b"content-type: application/json\r\ncontent-length: %d\r\n" % len(body),
-                     b"connection: close\r\n\r\n" if close else b"\r\n", body])
+                     *(name + b": " + value + b"\r\n" for name, value in headers),
+                     b"connection: close\r\n\r\n", body])
 
 
 class HttpServer:
